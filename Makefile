@@ -24,7 +24,7 @@ test: $(STAMP)
 
 book: $(STAMP)
 	$(PY) -m companion reproduce --profile $(PROFILE)
-	$(PY) -m jupyter_book build --warningiserror --keep-going .
+	$(VENV)/bin/jupyter-book build --warningiserror --keep-going .
 	@echo "book: open _build/html/index.html"
 
 clean-book:
