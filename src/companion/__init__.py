@@ -26,7 +26,7 @@ _EXPORTS = {
     "lasso_param_groups": "companion.optim",
     "load_data": "companion.data",
     "TrainConfig": "companion.config",
-    "train": "companion.train",
+    "train": "companion.training",
     "load_runs": "companion.results",
 }
 

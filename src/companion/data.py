@@ -1,0 +1,462 @@
+"""Datasets of the paper's experiments as uint8 tensors on the training device (Appendix A.2).
+
+``load_data(name)`` returns a :class:`DataBundle` with train / validation / test :class:`Split`\\ s
+(uint8 N×C×H×W images, int64 labels). The paper picks hyper-parameters by validation accuracy
+(Appendix A.2), so the validation split is held out of the *training* set, never the test set.
+
+Where the data comes from, in order of preference (``root`` = ``data_root`` argument, else the
+``COMPANION_DATA_ROOT`` environment variable, else ``~/.cache/companion/data``):
+
+1. an npz folder ``<root>/<dataset>/`` or ``<root>/`` itself holding ``train.npz`` and ``test.npz``,
+   each with ``x`` (uint8 N×32×32×3, HWC) and ``y`` (integer labels N);
+2. the official files, in ``<root>/`` or ``<root>/<dataset>/``: ``cifar-10-batches-py/``
+   (``data_batch_1..5``, ``test_batch``), ``cifar-100-python/`` (``train``, ``test``) or
+   ``train_32x32.mat`` / ``test_32x32.mat`` (SVHN; reading them needs scipy);
+3. with ``download=True``, the official archives fetched into ``<root>/`` by torchvision's own
+   download functions (official URLs and md5 checksums taken from ``torchvision.datasets``).
+
+The official files are read here (pickle batches / ``scipy.io.loadmat``) rather than through
+``torchvision.datasets.CIFAR10(...)``: torchvision refuses any file whose md5 differs from the
+official one, which would make the format untestable with small files. Whether the files read are
+the bit-exact official ones is recorded instead in ``fingerprint["official_md5"]``.
+
+``"synthetic"`` is a task with a known answer for locality checks: see :func:`make_synthetic`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = ("cifar10", "cifar100", "svhn", "synthetic")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "synthetic": 10}
+IMAGE_SHAPE = (32, 32, 3)  # H, W, C of every dataset here
+
+#: ``make_synthetic`` defaults: fixed data (independent of ``load_data``'s split ``seed``).
+SYNTHETIC_SEED = 0
+SYNTHETIC_SIZE = (2048, 512)  # (n_train, n_test)
+#: (top, left, side) of the only informative square of the synthetic images (centred).
+SYNTHETIC_PATCH = (14, 14, 4)
+
+_ENV_ROOT = "COMPANION_DATA_ROOT"
+_NPZ_LAYOUT = (
+    "train.npz and test.npz, each with 'x' (uint8 N x 32 x 32 x 3) and 'y' (integer labels N)"
+)
+
+
+@dataclass
+class Split:
+    """One split: ``x`` uint8 N×C×H×W and ``y`` int64 N, both on the training device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass
+class DataBundle:
+    """A dataset ready for training: splits plus the facts a model needs and a fingerprint."""
+
+    name: str
+    train: Split
+    val: Split | None
+    test: Split
+    num_classes: int
+    in_channels: int
+    image_size: int
+    fingerprint: dict = field(default_factory=dict)
+
+
+def default_data_root() -> Path:
+    """``$COMPANION_DATA_ROOT`` if set, else ``~/.cache/companion/data``."""
+    return Path(os.environ.get(_ENV_ROOT) or "~/.cache/companion/data").expanduser()
+
+
+# --------------------------------------------------------------------------- public entry point
+
+
+def load_data(
+    dataset: str,
+    data_root: str | os.PathLike | None = None,
+    *,
+    val_size: int = 0,
+    subset: int | None = None,
+    permute_pixels: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    download: bool = True,
+    synthetic_size: tuple[int, int] = SYNTHETIC_SIZE,
+) -> DataBundle:
+    """Load ``dataset`` (one of :data:`DATASETS`) as uint8 tensors on ``device``.
+
+    ``val_size`` images are held out of the training set as a validation split (seeded by
+    ``seed``); ``subset`` then keeps that many of the remaining training images (seeded, class
+    agnostic). ``permute_pixels`` (an int seed) applies one fixed permutation of the H·W pixel
+    positions to every image of every split, all channels moved together (None: off).
+    ``synthetic_size`` = (n_train, n_test) is used for ``"synthetic"`` only.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
+    _check_int("val_size", val_size, minimum=0)
+    if subset is not None:
+        _check_int("subset", subset, minimum=1)
+    if permute_pixels is not None:
+        _check_int("permute_pixels", permute_pixels, minimum=0)
+    _check_int("seed", seed, minimum=0)
+    num_classes = NUM_CLASSES[dataset]
+
+    if dataset == "synthetic":
+        if len(synthetic_size) != 2:
+            raise ValueError(f"synthetic_size must be (n_train, n_test), got {synthetic_size!r}")
+        _check_int("synthetic_size[0]", synthetic_size[0], minimum=1)
+        _check_int("synthetic_size[1]", synthetic_size[1], minimum=1)
+        (x_train, y_train), (x_test, y_test) = make_synthetic(*synthetic_size)
+        source, official = f"synthetic(seed={SYNTHETIC_SEED}, patch={SYNTHETIC_PATCH})", None
+    else:
+        root = Path(data_root).expanduser() if data_root is not None else default_data_root()
+        (x_train, y_train), (x_test, y_test), source, official = _load_arrays(
+            dataset, root, num_classes, download
+        )
+
+    n_raw = len(y_train)
+    if val_size >= n_raw:
+        raise ValueError(
+            f"val_size={val_size} must be smaller than the {n_raw} training images of {dataset}"
+        )
+    if subset is not None and subset > n_raw - val_size:
+        raise ValueError(
+            f"subset={subset} is larger than the {n_raw - val_size} training images available "
+            f"({n_raw} minus val_size={val_size})"
+        )
+    content = _content_hash(x_train, y_train, x_test, y_test)
+
+    # Seeded split of the training set: the first val_size of one permutation form the
+    # validation split; the training subset is taken from the rest (so val does not depend on
+    # subset). Indices are re-sorted so the splits keep the source order.
+    order = torch.randperm(n_raw, generator=torch.Generator().manual_seed(seed)).numpy()
+    val_idx = np.sort(order[:val_size])
+    rest = order[val_size:]
+    train_idx = np.sort(rest if subset is None else rest[:subset])
+
+    def to_split(x: np.ndarray, y: np.ndarray) -> Split:
+        xt = torch.from_numpy(np.ascontiguousarray(x))
+        if permute_pixels is not None:
+            xt = permute(xt, permute_pixels)
+        return Split(x=xt.to(device), y=torch.from_numpy(y.astype(np.int64)).to(device))
+
+    if val_size == 0 and subset is None:
+        train = to_split(x_train, y_train)  # no copy
+    else:
+        train = to_split(x_train[train_idx], y_train[train_idx])
+    val = to_split(x_train[val_idx], y_train[val_idx]) if val_size else None
+    test = to_split(x_test, y_test)
+    fingerprint = {
+        "dataset": dataset,
+        "source": source,
+        "official_md5": official,
+        "content_blake2b": content,
+        "n_train": len(train),
+        "n_val": len(val) if val is not None else 0,
+        "n_test": len(test),
+        "val_size": val_size,
+        "subset": subset,
+        "seed": seed,
+        "permute_pixels": permute_pixels,
+    }
+    return DataBundle(
+        name=dataset,
+        train=train,
+        val=val,
+        test=test,
+        num_classes=num_classes,
+        in_channels=int(train.x.shape[1]),
+        image_size=int(train.x.shape[2]),
+        fingerprint=fingerprint,
+    )
+
+
+def permute(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """Move the H·W pixel positions of N×C×H×W ``x`` by one permutation fixed by ``seed``."""
+    n, c, h, w = x.shape
+    perm = torch.randperm(h * w, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    return x.reshape(n, c, h * w)[:, :, perm].reshape(n, c, h, w)
+
+
+def batches(
+    split_size: int,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    device: str | torch.device = "cpu",
+) -> Iterator[torch.Tensor]:
+    """Index tensors of mini-batches over ``range(split_size)`` (a fresh permutation if shuffle).
+
+    The permutation is drawn with ``generator`` on the generator's own device, then moved to
+    ``device``. The last batch is smaller unless ``drop_last``.
+    """
+    _check_int("split_size", split_size, minimum=1)
+    _check_int("batch_size", batch_size, minimum=1)
+    if batch_size > split_size:
+        raise ValueError(f"batch_size={batch_size} is larger than the split ({split_size} items)")
+    if shuffle and generator is None:
+        raise ValueError("batches(shuffle=True) needs a torch.Generator")
+    if shuffle:
+        order = torch.randperm(split_size, generator=generator, device=generator.device)
+        order = order.to(device)
+    else:
+        order = torch.arange(split_size, device=device)
+    stop = split_size - split_size % batch_size if drop_last else split_size
+    return (order[start : start + batch_size] for start in range(0, stop, batch_size))
+
+
+# --------------------------------------------------------------------------- synthetic task
+
+
+def make_synthetic(
+    n_train: int = SYNTHETIC_SIZE[0], n_test: int = SYNTHETIC_SIZE[1], *, seed: int = SYNTHETIC_SEED
+):
+    """A 10-class task whose label depends ONLY on one local patch (a known answer for locality).
+
+    Every image is uniform uint8 noise (32×32×3) except the square ``SYNTHETIC_PATCH`` =
+    (top, left, side) = (14, 14, 4), which holds the class's template: one of 10 fixed random
+    4×4×3 uint8 patterns (seeded). The label is drawn uniformly, then its template is planted;
+    all other pixels are independent of the label, so a classifier that reads only that 4×4
+    square reaches 100% and nothing else carries information. The square is centred, so it stays
+    in view under the 4-pixel crops of the training augmentation. Deterministic given ``seed``.
+    Returns ((x_train, y_train), (x_test, y_test)) as numpy arrays, x uint8 N×3×32×32.
+    """
+    rng = np.random.default_rng(seed)
+    top, left, side = SYNTHETIC_PATCH
+    h, w, c = IMAGE_SHAPE
+    templates = rng.integers(0, 256, size=(10, c, side, side), dtype=np.uint8)
+
+    def draw(n):
+        x = rng.integers(0, 256, size=(n, c, h, w), dtype=np.uint8)
+        y = rng.integers(0, 10, size=n).astype(np.int64)
+        x[:, :, top : top + side, left : left + side] = templates[y]
+        return x, y
+
+    return draw(n_train), draw(n_test)
+
+
+# --------------------------------------------------------------------------- file formats
+
+
+def _load_arrays(dataset: str, root: Path, num_classes: int, download: bool):
+    """((x_train, y_train), (x_test, y_test), source, official_md5) with x uint8 N×C×H×W."""
+    npz = _find_npz(dataset, root)
+    if npz is not None:
+        train = _read_npz(npz / "train.npz", num_classes)
+        test = _read_npz(npz / "test.npz", num_classes)
+        return train, test, f"npz:{npz}", None
+
+    for folder in (root, root / dataset):
+        if _official_present(dataset, folder):
+            return _read_official(dataset, folder, num_classes)
+
+    if not download:
+        raise FileNotFoundError(
+            f"no {dataset} data under {root}: expected {root / dataset} or {root} to hold "
+            f"{_NPZ_LAYOUT}, or the official files ({_official_layout(dataset)}); "
+            f"pass --data-root / set {_ENV_ROOT}, or allow download"
+        )
+    if dataset == "svhn":
+        _require_scipy()  # fail before a download we could not read
+    _download(dataset, root)
+    return _read_official(dataset, root, num_classes)
+
+
+def _find_npz(dataset: str, root: Path) -> Path | None:
+    """The npz folder for ``dataset``: ``<root>/<dataset>`` or ``<root>`` itself (unless ``root``
+    is named after another dataset). A folder with only one of the two files is an error."""
+    candidates = [root / dataset]
+    if root.name not in DATASETS or root.name == dataset:
+        candidates.append(root)
+    for folder in candidates:
+        present = [(folder / f).is_file() for f in ("train.npz", "test.npz")]
+        if all(present):
+            return folder
+        if any(present):
+            missing = folder / ("test.npz" if present[0] else "train.npz")
+            raise FileNotFoundError(f"{missing} is missing; an npz folder holds {_NPZ_LAYOUT}")
+    return None
+
+
+def _read_npz(path: Path, num_classes: int):
+    """Read and validate one npz split; returns (x uint8 N×C×H×W, y int64 N)."""
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in ("x", "y") if k not in f.files]
+        if missing:
+            raise ValueError(
+                f"{path}: missing array(s) {missing} (has {f.files}); expected {_NPZ_LAYOUT}"
+            )
+        x, y = f["x"], f["y"]
+    if x.dtype != np.uint8:
+        raise ValueError(f"{path}: 'x' has dtype {x.dtype}, expected uint8")
+    if x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(f"{path}: 'x' has shape {x.shape}, expected N x 32 x 32 x 3 (HWC)")
+    _check_labels(path, y, len(x), num_classes)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64)
+
+
+def _check_labels(path, y: np.ndarray, n: int, num_classes: int) -> None:
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"{path}: labels have shape {y.shape} and dtype {y.dtype}, expected 1-D integers"
+        )
+    if len(y) != n:
+        raise ValueError(f"{path}: {n} images but {len(y)} labels")
+    if n == 0:
+        raise ValueError(f"{path}: holds no images")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(
+            f"{path}: labels span [{y.min()}, {y.max()}], expected values in [0, {num_classes})"
+        )
+
+
+def _tv_class(dataset: str):
+    from torchvision import datasets
+
+    classes = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100, "svhn": datasets.SVHN}
+    return classes[dataset]
+
+
+def _official_files(dataset: str, folder: Path) -> dict[str, list[tuple[Path, str]]]:
+    """{"train": [(path, md5)...], "test": [...]} as listed by torchvision."""
+    cls = _tv_class(dataset)
+    if dataset == "svhn":
+        return {
+            s: [(folder / cls.split_list[s][1], cls.split_list[s][2])] for s in ("train", "test")
+        }
+    base = folder / cls.base_folder
+    return {
+        "train": [(base / name, md5) for name, md5 in cls.train_list],
+        "test": [(base / name, md5) for name, md5 in cls.test_list],
+    }
+
+
+def _official_layout(dataset: str) -> str:
+    files = _official_files(dataset, Path("."))
+    return ", ".join(str(p) for s in ("train", "test") for p, _ in files[s])
+
+
+def _official_present(dataset: str, folder: Path) -> bool:
+    files = _official_files(dataset, folder)
+    present = [p.is_file() for s in ("train", "test") for p, _ in files[s]]
+    if any(present) and not all(present):
+        missing = [str(p) for s in ("train", "test") for p, _ in files[s] if not p.is_file()]
+        raise FileNotFoundError(
+            f"incomplete {dataset} files in {folder}: missing {', '.join(missing)}"
+        )
+    return all(present)
+
+
+def _read_official(dataset: str, folder: Path, num_classes: int):
+    from torchvision.datasets.utils import check_integrity
+
+    files = _official_files(dataset, folder)
+    reader = _read_svhn_mat if dataset == "svhn" else _read_cifar_pickle
+    label_key = "fine_labels" if dataset == "cifar100" else "labels"
+    splits = []
+    for s in ("train", "test"):
+        parts = [reader(path, label_key) for path, _ in files[s]]
+        x = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        _check_labels(files[s][0][0], y, len(x), num_classes)
+        splits.append((x, y))
+    official = all(check_integrity(str(p), md5) for s in files for p, md5 in files[s])
+    name = _tv_class(dataset).__name__
+    return splits[0], splits[1], f"official:{name}:{folder}", official
+
+
+def _read_cifar_pickle(path: Path, label_key: str):
+    """One CIFAR python batch: rows of 3072 bytes (R, G, B planes of 32×32) -> N×3×32×32."""
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")  # Python 2 pickles, as torchvision reads them
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: not a CIFAR python batch (a pickled dict)")
+    if "data" not in entry or label_key not in entry:
+        raise ValueError(f"{path}: keys {sorted(entry)} lack 'data' and/or '{label_key}'")
+    data = np.asarray(entry["data"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise ValueError(
+            f"{path}: 'data' has shape {data.shape} and dtype {data.dtype}, expected uint8 N x 3072"
+        )
+    return data.reshape(-1, 3, 32, 32), np.asarray(entry[label_key])
+
+
+def _require_scipy():
+    try:
+        import scipy.io  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            "reading SVHN's official .mat files needs scipy (pip install scipy), "
+            "or provide an npz folder instead"
+        ) from exc
+
+
+def _read_svhn_mat(path: Path, label_key: str):
+    """One SVHN cropped-digits file: 'X' 32×32×3×N, 'y' N×1 with 10 for the digit 0."""
+    _require_scipy()
+    import scipy.io
+
+    mat = scipy.io.loadmat(str(path))
+    if "X" not in mat or "y" not in mat:
+        raise ValueError(f"{path}: expected variables 'X' and 'y' (SVHN format 2)")
+    x, y = mat["X"], np.asarray(mat["y"]).reshape(-1).astype(np.int64)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != IMAGE_SHAPE:
+        raise ValueError(
+            f"{path}: 'X' has shape {x.shape} and dtype {x.dtype}, expected uint8 32x32x3xN"
+        )
+    y[y == 10] = 0  # SVHN stores the digit 0 as label 10
+    return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), y
+
+
+def _download(dataset: str, root: Path) -> None:
+    """Fetch the official archive(s) into ``root`` with torchvision's download helpers."""
+    from torchvision.datasets import utils
+
+    cls = _tv_class(dataset)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if dataset == "svhn":
+            for split in ("train", "test"):  # the paper's SVHN: train/test, not "extra"
+                url, filename, md5 = cls.split_list[split]
+                utils.download_url(url, str(root), filename, md5)
+        else:
+            utils.download_and_extract_archive(
+                cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5
+            )
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"could not download {dataset} to {root} ({type(exc).__name__}: {exc}); put the "
+            f"official files there ({_official_layout(dataset)}) or an npz folder "
+            f"({_NPZ_LAYOUT}) in {root / dataset}, or pass --data-root / set {_ENV_ROOT}"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _content_hash(*arrays: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()
+
+
+def _check_int(name: str, value, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

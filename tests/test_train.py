@@ -1,0 +1,262 @@
+"""Tests for companion.config (TrainConfig) and companion.training (loop, checkpoints, resume)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from companion import results
+from companion.config import TrainConfig
+from companion.training import KILL_ENV, CheckpointError, train
+
+# A tiny run: synthetic task, 256 training images (+64 validation), batch 64 -> 4 steps/epoch.
+TINY = dict(model="s-conv", alpha=2, epochs=2, dataset="synthetic", subset=256, val_size=64,
+            batch_size=64, device="cpu")
+
+
+def tiny(**changes) -> TrainConfig:
+    return TrainConfig(**{**TINY, **changes})
+
+
+def weights(run) -> dict:
+    return torch.load(run.path / results.CHECKPOINT, weights_only=True)["model"]
+
+
+def comparable(metrics: list[dict]) -> list[dict]:
+    """Metrics without the timing entries (which differ between any two runs)."""
+    return [{k: v for k, v in m.items() if k not in ("seconds", "images_per_s")} for m in metrics]
+
+
+# --------------------------------------------------------------------------- config
+@pytest.mark.parametrize("change, message", [
+    (dict(model="vgg"), "unknown model 'vgg'; accepted: d-conv"),
+    (dict(alpha=0), "alpha must be an integer >= 1"),
+    (dict(epochs=0), "epochs must be an integer >= 1"),
+    (dict(dataset="imagenet"), "unknown dataset 'imagenet'; accepted: cifar10"),
+    (dict(optimizer="adam"), "unknown optimizer 'adam'; accepted: sgd, beta-lasso"),
+    (dict(augment="mixup"), "unknown augment 'mixup'; accepted: none, flip-crop"),
+    (dict(lam=-1e-6), "lam must be a number >= 0"),
+    (dict(lam_first=-1.0), "lam_first must be a number >= 0"),
+    (dict(beta=-1.0), "beta must be a number >= 0"),
+    (dict(lr=0.0), "lr must be a number > 0"),
+    (dict(momentum=1.0), "momentum must be a number >= 0 and < 1"),
+    (dict(dropout=1.5), "dropout must be a number >= 0 and < 1"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(precision="fp8"), "unknown precision 'fp8'; accepted: auto, fp32"),
+    (dict(device="tpu"), "unknown device 'tpu'"),
+    (dict(kernel_size=5), "kernel_size is an option of resnet18 only"),
+    (dict(track_every=0), "track_every must be an integer >= 1"),
+])
+def test_validate_names_the_bad_field(change, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        tiny(**change).validate()
+
+
+def test_validate_accepts_the_defaults():
+    assert TrainConfig(model="s-fc", alpha=8, epochs=1).validate().optimizer == "sgd"
+
+
+def test_run_id_hashes_exactly_the_result_fields():
+    c = tiny()
+    assert c.run_id() == tiny().run_id() and len(c.run_id()) == 12
+    assert c.run_id() != tiny(lr=0.05).run_id()
+    assert c.run_id() != tiny(seed=1).run_id()
+    # where it runs does not change the result
+    assert c.run_id() == tiny(device="cuda", data_root="/elsewhere").run_id()
+    # 1 and 1.0 are the same number
+    assert tiny(lr=1).run_id() == tiny(lr=1.0).run_id()
+    # SGD ignores the β-LASSO fields, β-LASSO ignores momentum / weight decay
+    assert c.run_id() == tiny(lam=1e-3, beta=3.0).run_id()
+    bl = tiny(optimizer="beta-lasso")
+    assert bl.run_id() == tiny(optimizer="beta-lasso", momentum=0.0, weight_decay=0.0).run_id()
+    assert bl.run_id() != tiny(optimizer="beta-lasso", lam=2e-6).run_id()
+    # lam_first=None means "same as lam"
+    assert bl.run_id() == tiny(optimizer="beta-lasso", lam_first=1e-6).run_id()
+
+
+def test_config_dict_round_trip_and_unknown_field():
+    c = tiny(optimizer="beta-lasso", lam_first=5e-6)
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert TrainConfig.from_dict({**c.to_dict(), "lam": "2e-6"}).lam == 2e-6  # YAML reads 2e-6 as text
+    with pytest.raises(ValueError, match="unknown config field.*lamda; accepted: model"):
+        TrainConfig.from_dict({**c.to_dict(), "lamda": 1})
+    with pytest.raises(ValueError, match="missing config field.*epochs"):
+        TrainConfig.from_dict({"model": "s-fc", "alpha": 2})
+
+
+# --------------------------------------------------------------------------- training
+def test_train_writes_metrics_summary_and_arrays(tmp_path):
+    config = tiny(optimizer="beta-lasso", lam=1e-4, lam_first=2e-4)
+    run = train(config, root=tmp_path, progress=False)
+    assert run.path == tmp_path / config.run_id() and run.finished
+    lines = results.read_jsonl(run.path / results.METRICS)
+    assert [m["epoch"] for m in lines] == [1, 2]
+    layers = ["conv1.layer", "fc1.layer", "fc2.layer"]
+    for m in lines:
+        assert 0 <= m["train_acc"] <= 1 and 0 <= m["val_acc"] <= 1 and 0 <= m["test_acc"] <= 1
+        assert m["train_loss"] > 0 and m["images_per_s"] > 0 and m["seconds"] > 0
+        assert list(m["nonzeros"]) == layers
+        assert all(0 <= m["nonzeros"][k] <= m["params"][k] for k in layers)
+    assert lines[0]["lr"] == pytest.approx(0.1) and lines[1]["lr"] == pytest.approx(0.05)  # cosine, per step
+    s = run.summary
+    assert s["final_test_acc"] == lines[-1]["test_acc"] and s["final_val_acc"] == lines[-1]["val_acc"]
+    assert s["best_val_acc"] == max(m["val_acc"] for m in lines)
+    assert s["nonzeros"] == lines[-1]["nonzeros"]
+    assert s["dataset"]["n_train"] == 256 and s["dataset"]["n_val"] == 64
+    assert s["config"] == config.to_dict() and s["precision_used"] == "fp32"
+    assert s["torch_version"] == torch.__version__ and s["wall_time_s"] > 0
+    # β-LASSO's threshold zeroed weights; the recorded count is the model's
+    state = weights(run)
+    assert s["nonzeros"]["fc1.layer"] == int(state["fc1.layer.weight"].count_nonzero())
+    assert s["nonzeros"]["fc1.layer"] < s["params"]["fc1.layer"]
+    arrays = run.arrays()
+    assert str(arrays["first_layer_name"]) == "conv1.layer"
+    assert torch.equal(torch.from_numpy(arrays["first_layer_weight"]), state["conv1.layer.weight"])
+    assert arrays["first_layer_row_nonzeros"].tolist() == (
+        state["conv1.layer.weight"].flatten(1).count_nonzero(1).tolist())
+    assert TrainConfig.from_dict(json.loads((run.path / results.CONFIG).read_text())) == config
+
+
+def test_finished_run_is_returned_without_retraining(tmp_path, monkeypatch):
+    config = tiny(epochs=1)
+    first = train(config, root=tmp_path, progress=False)
+    before = (first.path / results.SUMMARY).read_bytes()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr("companion.training._run", no_training)
+    again = train(config, root=tmp_path, progress=False)
+    assert again.path == first.path and again.summary == first.summary
+    # force=True retrains in a side directory: a failure leaves the finished run untouched
+    with pytest.raises(AssertionError, match="trained again"):
+        train(config, root=tmp_path, progress=False, force=True)
+    assert (first.path / results.SUMMARY).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [config.run_id()]
+
+
+def test_force_retrains_and_replaces(tmp_path):
+    config = tiny(epochs=1)
+    first = train(config, root=tmp_path, progress=False)
+    (first.path / "marker").write_text("old")
+    again = train(config, root=tmp_path, progress=False, force=True)
+    assert again.path == first.path and not (again.path / "marker").exists()
+    assert again.summary["final_test_acc"] == first.summary["final_test_acc"]  # deterministic on CPU
+
+
+def test_batch_size_larger_than_training_set(tmp_path):
+    with pytest.raises(ValueError, match=r"batch_size 512 is larger than the training set \(256 images"):
+        train(tiny(batch_size=512), root=tmp_path, progress=False)  # caught before loading data
+    # synthetic has 2048 training images, 64 of them held out for validation
+    with pytest.raises(ValueError, match=r"batch_size 2000 is larger than the training set \(1984 images"):
+        train(tiny(batch_size=2000, subset=None), root=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []  # no run directory left behind
+
+
+def test_fp16_amp_needs_cuda(tmp_path):
+    with pytest.raises(ValueError, match="fp16-amp' needs a CUDA device"):
+        train(tiny(precision="fp16-amp"), root=tmp_path, progress=False)
+
+
+def test_non_finite_loss_stops_and_does_not_look_finished(tmp_path):
+    config = tiny(lr=1e30, epochs=3)
+    with pytest.raises(RuntimeError, match="non-finite training loss .* in epoch 1 "):
+        train(config, root=tmp_path, progress=False)
+    assert not (tmp_path / config.run_id() / results.SUMMARY).exists()
+    assert results.find_run(config, tmp_path) is None
+    assert results.load_runs(tmp_path).empty
+
+
+def _interrupted_then_resumed(tmp_path, config):
+    """Run the CLI in a subprocess that SIGKILLs itself after epoch 1's checkpoint, then resume."""
+    args = [sys.executable, "-m", "companion", "train", "--quiet", "--out", str(tmp_path)]
+    for key, value in config.to_dict().items():
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    # same thread count as this process: CPU GEMM summation order depends on it
+    env = {**os.environ, KILL_ENV: "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr  # killed by SIGKILL
+    run_dir = tmp_path / config.run_id()
+    assert torch.load(run_dir / results.CHECKPOINT, weights_only=True)["epoch"] == 1
+    assert not (run_dir / results.SUMMARY).exists()
+    assert results.read_jsonl(run_dir / results.METRICS) == []  # killed before its line was appended
+    with pytest.raises(FileExistsError, match="unfinished run"):
+        train(config, root=tmp_path, progress=False)  # resume=False never discards progress
+    return train(config, root=tmp_path, resume=True, progress=False)
+
+
+def test_resume_after_sigkill_is_exact(tmp_path):
+    config = tiny(epochs=3, dropout=0.5, optimizer="beta-lasso", lam=1e-4)  # dropout: RNG replay too
+    resumed = _interrupted_then_resumed(tmp_path / "a", config)
+    straight = train(config, root=tmp_path / "b", progress=False)
+    a, b = weights(resumed), weights(straight)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma = results.read_jsonl(resumed.path / results.METRICS)
+    mb = results.read_jsonl(straight.path / results.METRICS)
+    assert len(ma) == 3 and comparable(ma) == comparable(mb)
+    assert resumed.summary["resumed_at"] == [1] and straight.summary["resumed_at"] == []
+
+
+def test_corrupt_checkpoint_is_one_clear_error(tmp_path):
+    config = tiny(epochs=1)
+    run = train(config, root=tmp_path / "a", progress=False)
+    good = (run.path / results.CHECKPOINT).read_bytes()
+    for name, content in (("truncated", good[: len(good) // 2]), ("garbage", b"not a checkpoint")):
+        run_dir = tmp_path / name / config.run_id()
+        run_dir.mkdir(parents=True)
+        (run_dir / results.CHECKPOINT).write_bytes(content)
+        with pytest.raises(CheckpointError, match="is corrupt or truncated"):
+            train(config, root=tmp_path / name, resume=True, progress=False)
+        assert (run_dir / results.CHECKPOINT).read_bytes() == content  # nothing overwritten
+        assert sorted(p.name for p in run_dir.iterdir()) == [results.CHECKPOINT]
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    run = train(tiny(epochs=1), root=tmp_path, progress=False)
+    other = tiny(epochs=1, lr=0.05)
+    other_dir = tmp_path / other.run_id()
+    other_dir.mkdir()
+    content = (run.path / results.CHECKPOINT).read_bytes()
+    (other_dir / results.CHECKPOINT).write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"different config \(lr: 0.1 \(checkpoint\) vs 0.05\)"):
+        train(other, root=tmp_path, resume=True, progress=False)
+    assert (other_dir / results.CHECKPOINT).read_bytes() == content
+    assert not (other_dir / results.SUMMARY).exists()
+
+
+def test_cli_train_prints_run_and_accuracies(tmp_path, capsys):
+    from companion.cli import main
+
+    argv = ["train", "--model", "3-fc", "--alpha", "16", "--epochs", "1", "--dataset", "synthetic",
+            "--subset", "128", "--batch-size", "64", "--device", "cpu", "--quiet", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    run_id = TrainConfig(model="3-fc", alpha=16, epochs=1, dataset="synthetic", subset=128,
+                         batch_size=64, device="cpu").run_id()
+    assert f"run: {tmp_path / run_id}" in out and "final_test_acc: " in out
+    assert main(argv[:-2] + ["--out", str(tmp_path), "--lam", "-1"]) == 2
+    assert "lam must be a number >= 0" in capsys.readouterr().err
+
+
+def test_large_first_layer_is_stored_truncated(tmp_path, monkeypatch):
+    monkeypatch.setattr("companion.training.ARRAY_MAX_ELEMENTS", 4 * 3072)
+    run = train(TrainConfig(model="3-fc", alpha=16, epochs=1, dataset="synthetic", subset=128,
+                            batch_size=64, device="cpu"), root=tmp_path, progress=False)
+    arrays = run.arrays()
+    full = weights(run)["fc1.layer.weight"]
+    assert arrays["first_layer_weight"].shape == (4, 3072)  # the first 4 of 16 hidden units
+    assert torch.equal(torch.from_numpy(arrays["first_layer_weight"]), full[:4])
+    assert arrays["first_layer_row_nonzeros"].shape == (16,)
+    assert run.summary["arrays"]["first_layer_weight"]["full_shape"] == [16, 3072]
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    run = train(tiny(precision="bf16", epochs=1), root=tmp_path, progress=False)
+    assert run.summary["precision_used"] == "bf16"
+    assert 0 < run.summary["final_train_loss"] < 10 and 0 <= run.summary["final_test_acc"] <= 1
+    assert run.config.run_id() != tiny(epochs=1).run_id()  # precision is part of the result
