@@ -45,7 +45,7 @@ def test_load_run_and_metrics_frame(store):
     assert list(m["epoch"]) == [1]
     assert {"train_loss", "train_acc", "val_acc", "test_acc", "lr", "images_per_s", "seconds",
             "nonzeros.fc1.layer", "params.fc1.layer"} <= set(m.columns)
-    assert run.arrays()["first_layer_weight"].shape == (16, 3 * 32 * 32)  # 3-FC: its first Linear
+    assert run.arrays()["unit_nonzeros"].shape == (16,)  # 3-FC: its first Linear's 16 units
 
 
 def test_find_run_only_finished(store):

@@ -11,6 +11,8 @@ import torch
 
 from companion import results
 from companion.config import TrainConfig
+from companion.analysis import first_layer_filters
+from companion.models import build_model
 from companion.training import KILL_ENV, CheckpointError, train
 
 # A tiny run: synthetic task, 256 training images (+64 validation), batch 64 -> 4 steps/epoch.
@@ -115,9 +117,17 @@ def test_train_writes_metrics_summary_and_arrays(tmp_path):
     assert s["nonzeros"]["fc1.layer"] < s["params"]["fc1.layer"]
     arrays = run.arrays()
     assert str(arrays["first_layer_name"]) == "conv1.layer"
-    assert torch.equal(torch.from_numpy(arrays["first_layer_weight"]), state["conv1.layer.weight"])
-    assert arrays["first_layer_row_nonzeros"].tolist() == (
-        state["conv1.layer.weight"].flatten(1).count_nonzero(1).tolist())
+    model = build_model(config.model, config.alpha)
+    model.load_state_dict(state)
+    w = first_layer_filters(model).flatten(1)  # one filter per unit, on the 3×32×32 grid
+    assert arrays["unit_nonzeros"].tolist() == w.count_nonzero(1).tolist()
+    units = arrays["filter_units"]
+    assert len(units) == min(48, int((w.count_nonzero(1) >= 20).sum())) and (w[units].count_nonzero(1) >= 20).all()
+    assert torch.equal(torch.from_numpy(arrays["filters"]).float(),
+                       w[units].reshape(-1, 3, 32, 32).half().float())
+    assert arrays["locality_radius"].shape == arrays["locality_window_mass"].shape == (w.shape[0],)
+    assert s["first_layer"]["embedded_nonzeros"] == int(w.count_nonzero())
+    assert all(len(m["locality"]["radius"]) == 5 for m in lines)
     assert TrainConfig.from_dict(json.loads((run.path / results.CONFIG).read_text())) == config
 
 
@@ -243,16 +253,16 @@ def test_cli_train_prints_run_and_accuracies(tmp_path, capsys):
     assert "lam must be a number >= 0" in capsys.readouterr().err
 
 
-def test_large_first_layer_is_stored_truncated(tmp_path, monkeypatch):
-    monkeypatch.setattr("companion.training.ARRAY_MAX_ELEMENTS", 4 * 3072)
-    run = train(TrainConfig(model="3-fc", alpha=16, epochs=1, dataset="synthetic", subset=128,
+def test_filters_sample_is_drawn_among_units_with_20_nonzeros(tmp_path, monkeypatch):
+    monkeypatch.setattr("companion.training.FILTER_SAMPLE", 4)
+    run = train(TrainConfig(model="s-local", alpha=2, epochs=1, dataset="synthetic", subset=128,
                             batch_size=64, device="cpu"), root=tmp_path, progress=False)
     arrays = run.arrays()
-    full = weights(run)["fc1.layer.weight"]
-    assert arrays["first_layer_weight"].shape == (4, 3072)  # the first 4 of 16 hidden units
-    assert torch.equal(torch.from_numpy(arrays["first_layer_weight"]), full[:4])
-    assert arrays["first_layer_row_nonzeros"].shape == (16,)
-    assert run.summary["arrays"]["first_layer_weight"]["full_shape"] == [16, 3072]
+    # S-LOCAL: one unit per (channel, position), its 9×9×3 filter placed on the image grid
+    assert arrays["unit_nonzeros"].shape == (2 * 16 * 16,)
+    assert arrays["filters"].shape == (4, 3, 32, 32) and len(set(arrays["filter_units"])) == 4
+    assert (arrays["unit_nonzeros"][arrays["filter_units"]] >= 20).all()
+    assert (arrays["locality_window_mass"] > 0.999).all()  # every S-LOCAL filter fits its 9×9 field
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):

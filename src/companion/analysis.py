@@ -27,3 +27,132 @@ def nonzeros(model: nn.Module) -> dict[str, int]:
 def layer_sizes(model: nn.Module) -> dict[str, int]:
     """Number of weights (parameters of the weight tensor, biases excluded) of each paper layer."""
     return {name: w.numel() for name, w in _paper_weights(model).items()}
+
+
+# ------------------------------------------------------------ first-layer filters (Figure 4)
+@torch.no_grad()
+def first_layer_filters(model: nn.Module) -> torch.Tensor:
+    """The first layer's filters drawn on the input grid: ``(units, C, H, W)`` (Figures 4, 7–9).
+
+    A unit is one output of the layer that sits where the CONV network's first convolution is
+    (``model.conv_positions[0]``; the first layer of 3-FC). FC: one row of the weight matrix.
+    LOCAL: each (channel, position) unit's filter placed on the grid through the LOCAL ⊂ FC
+    embedding (zeros outside its receptive field). CONV: each channel's filter placed at the
+    central output position.
+    """
+    from companion.embedding import dense_from_local, local_weight_from_conv
+    from companion.layers import LocallyConnected2d
+
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError("first_layer_filters needs a model made by companion.build_model")
+    grid = (config["in_channels"], config["image_size"], config["image_size"])
+    names = getattr(model, "conv_positions", ()) or model.paper_layers
+    layer = model.get_submodule(names[0])
+    if isinstance(layer, nn.Linear):
+        return layer.weight.detach().reshape(-1, *grid)
+    if isinstance(layer, LocallyConnected2d):
+        return dense_from_local(layer).reshape(-1, *grid)
+    if isinstance(layer, nn.Conv2d):
+        twin = LocallyConnected2d(layer.in_channels, layer.out_channels, config["image_size"],
+                                  layer.kernel_size[0], layer.stride[0], layer.padding[0], bias=False,
+                                  device="meta")
+        weight = local_weight_from_conv(layer, twin.weight.shape[0])
+        dense = dense_from_local(twin, weight).reshape(layer.out_channels, -1, *grid)
+        ho, wo = twin.output_size
+        return dense[:, (ho // 2) * wo + wo // 2]
+    raise ValueError(f"first layer {names[0]} is a {type(layer).__name__}; expected Linear, LocallyConnected2d or Conv2d")
+
+
+#: side of S-LOCAL's receptive field (conv9x9, Table 4): the window of :func:`locality`
+LOCAL_WINDOW = 9
+
+
+@torch.no_grad()
+def locality(filters: torch.Tensor, window: int = LOCAL_WINDOW) -> dict[str, torch.Tensor]:
+    """How local each filter ``(units, C, H, W)`` is, from its weight mass ``m = Σ_c |w|``.
+
+    - ``radius``: root-mean-square distance (pixels) of the mass from its centroid — small for a
+      local filter, about 13 for uniform random weights on a 32×32 grid;
+    - ``window_mass``: fraction of the mass inside the ``window × window`` square (S-LOCAL's 9×9
+      field) centred on the pixel nearest the centroid — 1 for an S-LOCAL filter.
+
+    Filters with no mass (all zero) get NaN. One value per unit.
+    """
+    mass = filters.abs().sum(1).double()  # units, H, W
+    units, h, w = mass.shape
+    total = mass.sum((1, 2))
+    ys = torch.arange(h, dtype=mass.dtype, device=mass.device).view(1, -1, 1)
+    xs = torch.arange(w, dtype=mass.dtype, device=mass.device).view(1, 1, -1)
+    safe = total.clamp_min(torch.finfo(mass.dtype).tiny)
+    cy = (mass * ys).sum((1, 2)) / safe
+    cx = (mass * xs).sum((1, 2)) / safe
+    var = (mass * ((ys - cy.view(-1, 1, 1)) ** 2 + (xs - cx.view(-1, 1, 1)) ** 2)).sum((1, 2)) / safe
+    half = window // 2
+    inside = ((ys - cy.round().view(-1, 1, 1)).abs() <= half) & ((xs - cx.round().view(-1, 1, 1)).abs() <= half)
+    window_mass = (mass * inside).sum((1, 2)) / safe
+    empty = total == 0
+    nan = torch.tensor(float("nan"), dtype=mass.dtype, device=mass.device)
+    return {
+        "radius": torch.where(empty, nan, var.sqrt()).float(),
+        "window_mass": torch.where(empty, nan, window_mass).float(),
+    }
+
+
+def reference_locality(image_size: int = 32, in_channels: int = 3, window: int = LOCAL_WINDOW,
+                       units: int = 512, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Median :func:`locality` of two references, computed (not assumed):
+
+    - ``uniform``: dense filters with i.i.d. uniform weights over the whole grid (an FC filter
+      with no locality);
+    - ``s-local``: random weights filling one ``window × window`` field at a random position fully
+      inside the grid (an S-LOCAL filter away from the border).
+    """
+    g = torch.Generator().manual_seed(seed)
+    dense = torch.rand(units, in_channels, image_size, image_size, generator=g) - 0.5
+    local = torch.zeros_like(dense)
+    corners = torch.randint(0, image_size - window + 1, (units, 2), generator=g)
+    for u, (y, x) in enumerate(corners.tolist()):
+        local[u, :, y : y + window, x : x + window] = torch.rand(in_channels, window, window, generator=g) - 0.5
+    out = {}
+    for name, f in (("uniform", dense), ("s-local", local)):
+        scores = locality(f, window)
+        out[name] = {k: float(v.nanmedian()) for k, v in scores.items()}
+    return out
+
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def locality_quantiles(model: nn.Module, quantiles=QUANTILES) -> dict[str, list[float]]:
+    """Quantiles of :func:`locality` over the first layer's non-empty filters (tracked per epoch)."""
+    scores = locality(first_layer_filters(model))
+    out = {}
+    for key, values in scores.items():
+        values = values[~values.isnan()]
+        q = torch.tensor(quantiles, dtype=values.dtype, device=values.device)
+        out[key] = values.quantile(q).tolist() if values.numel() else [float("nan")] * len(quantiles)
+    return out
+
+
+# ------------------------------------------------------------------ Theorem 2 (MDL bound)
+def theorem2(*, n: int, k: int, nonzeros: int, m: int, train_error: float = 0.0, b: int = 32,
+             delta: float = 0.05) -> dict[str, float]:
+    """The terms of Theorem 2's bound (Section 3, Equation 2; logs in bits).
+
+    ``n``: parameters of the searched class (the FC-embedded size), ``k``: distinct parameters
+    of the found architecture, ``nonzeros``: ``‖w‖₀`` of its n-dimensional weight vector,
+    ``m``: training set size, ``b``: bits per parameter.
+    ``|d(g)| ≤ ‖w‖₀·log(kn) + 2·log n``;  gap ``= √((k·b + |d(g)| + log(2n/δ)) / (2m))``.
+    """
+    import math
+
+    if not (1 <= k <= n and 0 <= nonzeros <= n and m >= 1 and 0 < delta < 1):
+        raise ValueError(f"theorem2 needs 1 <= k <= n, 0 <= nonzeros <= n, m >= 1, 0 < delta < 1; "
+                         f"got n={n}, k={k}, nonzeros={nonzeros}, m={m}, delta={delta}")
+    d_g = nonzeros * math.log2(k * n) + 2 * math.log2(n)
+    numerator = k * b + d_g + math.log2(2 * n / delta)
+    gap = math.sqrt(numerator / (2 * m))
+    return {"n": n, "k": k, "nonzeros": nonzeros, "kb": k * b, "d_g": d_g,
+            "log_term": math.log2(2 * n / delta), "description_bits": k * b + d_g + 2 * math.log2(n),
+            "gap": gap, "bound": train_error + gap}

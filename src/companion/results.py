@@ -62,10 +62,11 @@ class Run:
         return pd.json_normalize(read_jsonl(self.path / METRICS))
 
     def arrays(self) -> dict[str, Any]:
-        """The arrays saved at the end of training: ``first_layer_weight`` (the layer at the first
-        convolution's position, Figure 4; its first rows if larger than 16M entries, float16 if
-        larger than 1M), ``first_layer_name`` and ``first_layer_row_nonzeros`` (non-zeros per
-        output row of the full layer)."""
+        """The small arrays saved at the end of training, about the first layer (the one at the
+        first convolution's position): ``first_layer_name``; for every unit ``unit_nonzeros``,
+        ``locality_radius`` and ``locality_window_mass`` (:func:`companion.analysis.locality`);
+        and ``filters`` (float16, units × C × H × W on the input grid) of the ``filter_units``
+        drawn at random among units with at least 20 non-zeros (Figures 4, 7–9)."""
         import numpy as np
 
         path = self.path / ARRAYS

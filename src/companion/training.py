@@ -40,15 +40,15 @@ import torch
 import torch.nn.functional as F
 
 from companion import results
-from companion.analysis import layer_sizes, nonzeros
+from companion.analysis import first_layer_filters, layer_sizes, locality, locality_quantiles, nonzeros
 from companion.config import TrainConfig
 from companion.results import Run
 
 KILL_ENV = "COMPANION_TEST_KILL_AFTER_EPOCH"
 CHECKPOINT_FORMAT = 1
 EVAL_BATCH = 1024
-#: arrays.npz keeps at most this many first-layer weights (16M: 32 MB as float16)
-ARRAY_MAX_ELEMENTS = 1 << 24
+#: arrays.npz keeps this many first-layer filters (as float16 on the input grid) for Figures 4, 7-9
+FILTER_SAMPLE = 48
 
 
 class CheckpointError(RuntimeError):
@@ -330,6 +330,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, precision: st
                 row["test_acc"] = evaluate(model, data.test, config.dataset, device, precision)
             row["nonzeros"] = nonzeros(model)
             row["params"] = sizes
+            row["locality"] = locality_quantiles(model)  # first layer, Section 4.1 / Figure 4
             row["images_per_s"] = steps * config.batch_size / train_seconds
             row["seconds"] = time.perf_counter() - t0
             metrics.append(row)
@@ -364,20 +365,24 @@ def _finish(config, run_dir, model, metrics, data, device, precision, wall, resu
     import companion
 
     first = (getattr(model, "conv_positions", ()) or model.paper_layers)[0]
-    full = model.get_submodule(first).weight.detach()
-    row_nonzeros = full.reshape(full.shape[0], -1).count_nonzero(1).to(torch.int32).cpu()
-    # Figure 4 draws a few filters: keep the first rows (output units / channels) up to
-    # ARRAY_MAX_ELEMENTS, float16 above 1M entries (S-FC α=8's 2048×3072 first layer: 12.6 MB
-    # instead of 25 MB, kept whole). β-LASSO's surviving weights are >= βλ ≈ 5e-5 in size,
-    # which float16 keeps non-zero (its smallest subnormal is 6e-8).
-    rows = max(1, min(full.shape[0], ARRAY_MAX_ELEMENTS // max(1, full[0].numel())))
-    weight = full[:rows].float().cpu()
-    weight = weight.to(torch.float16) if weight.numel() > 1_000_000 else weight
+    filters = first_layer_filters(model).float()  # units × C × H × W, on the input grid
+    unit_nonzeros = filters.flatten(1).count_nonzero(1)
+    scores = locality(filters)
+    # Figures 4, 7-9 draw filters "chosen randomly among all filters with at least 20 non-zero
+    # values": keep FILTER_SAMPLE of them (seeded), all units' non-zeros and locality scores.
+    eligible = (unit_nonzeros >= 20).nonzero().flatten().cpu()
+    if eligible.numel() == 0:
+        eligible = torch.arange(filters.shape[0])
+    g = torch.Generator().manual_seed(config.seed)
+    units = eligible[torch.randperm(eligible.numel(), generator=g)[:FILTER_SAMPLE]].sort().values
     results.write_atomic(
         run_dir / results.ARRAYS,
         lambda f: np.savez_compressed(
-            f, first_layer_weight=weight.numpy(), first_layer_name=np.array(first),
-            first_layer_row_nonzeros=row_nonzeros.numpy(),
+            f, first_layer_name=np.array(first), filter_units=units.numpy(),
+            filters=filters[units.to(filters.device)].cpu().to(torch.float16).numpy(),
+            unit_nonzeros=unit_nonzeros.to(torch.int32).cpu().numpy(),
+            locality_radius=scores["radius"].cpu().numpy(),
+            locality_window_mass=scores["window_mass"].cpu().numpy(),
         ),
     )
     last = metrics[-1]
@@ -408,9 +413,9 @@ def _finish(config, run_dir, model, metrics, data, device, precision, wall, resu
         "device_name": device_name(device),
         "precision_used": precision,
         "dataset": data.fingerprint,
-        "arrays": {"first_layer_weight": {"layer": first, "shape": list(weight.shape),
-                                          "full_shape": list(full.shape),
-                                          "dtype": str(weight.dtype).removeprefix("torch.")}},
+        "first_layer": {"layer": first, "units": int(filters.shape[0]),
+                        "embedded_nonzeros": int(unit_nonzeros.sum()),
+                        "filters_saved": int(units.numel())},
     }
     results.write_json(run_dir / results.SUMMARY, summary)
 
