@@ -122,7 +122,7 @@ def test_train_writes_metrics_summary_and_arrays(tmp_path):
     w = first_layer_filters(model).flatten(1)  # one filter per unit, on the 3×32×32 grid
     assert arrays["unit_nonzeros"].tolist() == w.count_nonzero(1).tolist()
     units = arrays["filter_units"]
-    assert len(units) == min(48, int((w.count_nonzero(1) >= 20).sum())) and (w[units].count_nonzero(1) >= 20).all()
+    assert len(units) == min(32, int((w.count_nonzero(1) >= 20).sum())) and (w[units].count_nonzero(1) >= 20).all()
     assert torch.equal(torch.from_numpy(arrays["filters"]).float(),
                        w[units].reshape(-1, 3, 32, 32).half().float())
     assert arrays["locality_radius"].shape == arrays["locality_window_mass"].shape == (w.shape[0],)

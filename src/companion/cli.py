@@ -16,6 +16,7 @@ COMMANDS = {
     "train": "companion.training",
     "sweep": "companion.sweep",
     "reproduce": "companion.reproduce",
+    "experiments": "companion.experiments",
 }
 
 

@@ -48,7 +48,7 @@ KILL_ENV = "COMPANION_TEST_KILL_AFTER_EPOCH"
 CHECKPOINT_FORMAT = 1
 EVAL_BATCH = 1024
 #: arrays.npz keeps this many first-layer filters (as float16 on the input grid) for Figures 4, 7-9
-FILTER_SAMPLE = 48
+FILTER_SAMPLE = 32
 
 
 class CheckpointError(RuntimeError):
