@@ -10,6 +10,7 @@ chromium-driver``; ``.ci/run`` installs them) or Jupyter Book are missing.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -22,11 +23,27 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 #: chapter (book-relative page) -> text its first heading starts with
-CHAPTERS = {
-    "book/intro": "A reproducible companion",
-    "book/01_parameters": "Parameter counts",
-    "book/references": "References",
-}
+def _chapters() -> dict[str, str]:
+    """Every page of _toc.yml and the start of its title (a notebook's first "# " heading)."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}])
+                             for c in part["chapters"]]
+    out = {}
+    for page in files:
+        source = ROOT / "notebooks" / f"{Path(page).name}.ipynb"
+        if source.exists():
+            cells = json.loads(source.read_text())["cells"]
+            text = "".join(next(c for c in cells if c["cell_type"] == "markdown")["source"])
+        else:
+            text = (ROOT / f"{page}.md").read_text()
+        title = next(line for line in text.splitlines() if line.startswith("# "))[2:]
+        out[page] = title.split(":")[0].strip()
+    return out
+
+
+CHAPTERS = _chapters()
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +60,8 @@ def built_book(tmp_path_factory) -> Path:
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy2(ROOT / name, src / name)
     shutil.copytree(ROOT / "notebooks", src / "notebooks")
+    shutil.copytree(ROOT / "results" / "smoke", src / "results" / "smoke",  # committed smoke runs
+                    ignore=shutil.ignore_patterns("checkpoint.pt"))
     shutil.copytree(ROOT / "book", src / "book",
                     ignore=shutil.ignore_patterns("*.ipynb", "*.failed", "_build"))
     run = subprocess.run(

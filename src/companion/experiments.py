@@ -37,10 +37,19 @@ PERMUTATION_SEED = 1
 
 
 def results_dir(profile: Profile, root: str | os.PathLike | None = None) -> Path:
-    """``root`` if given, else ``$COMPANION_RESULTS/<profile>``, else ``results/<profile>``."""
+    """``root`` if given, else ``$COMPANION_RESULTS/<profile>``, else the book's
+    ``results/<profile>`` (the nearest folder, from the working directory up, that holds the
+    book's ``_toc.yml``; notebooks run from ``notebooks/`` and the CLI from the top both find
+    it), else ``./results/<profile>``."""
     if root is not None:
         return Path(root)
-    return Path(os.environ.get("COMPANION_RESULTS", "results")) / profile.name
+    if "COMPANION_RESULTS" in os.environ:
+        return Path(os.environ["COMPANION_RESULTS"]) / profile.name
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file():
+            return folder / "results" / profile.name
+    return Path("results") / profile.name
 
 
 # ------------------------------------------------------------------------------ configs

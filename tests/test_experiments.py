@@ -1,0 +1,58 @@
+"""Profiles and the experiments behind the chapters (smoke profile, trained into a temp store)."""
+
+import pytest
+
+from companion import experiments, profiles
+from companion.params import count_params
+
+
+def test_profiles_are_defined_once_and_validated():
+    assert profiles.PROFILE_NAMES == ("smoke", "cpu", "paper")
+    paper = profiles.get("paper")
+    assert experiments.table1_alphas(paper)["s-conv"] == 150  # Section 2.2's 256 M budget
+    assert experiments.table1_alphas(paper)["d-conv"] == 15
+    assert profiles.get("cpu", data_root="/x").data_root == "/x"
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        profiles.get("gpu")
+    with pytest.raises(ValueError, match="unknown profile field"):
+        profiles.get("cpu", epochs=3)
+
+
+def test_search_grid_and_table1_configs():
+    p = profiles.get("cpu")
+    search = experiments.search_configs(p)
+    assert len(search) == len(p.betas) * len(p.lambdas) * len(p.lam_first_factors)
+    assert all(c.optimizer == "beta-lasso" and c.model == "s-fc" and c.val_size == p.val_size for c in search)
+    t1 = experiments.table1_configs(p)
+    assert len(t1) == 14 and {c.epochs for c in t1} == {p.epochs_short, p.epochs_long}
+    for c in t1:  # every FC counterpart reaches the common budget
+        fc = "3-fc" if c.model == "3-fc" else c.model[0] + "-fc"
+        assert count_params(fc, c.alpha) >= p.fc_budget
+
+
+def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeypatch):
+    p = profiles.get("smoke")
+    search = experiments.lasso_search(p, tmp_path, progress=False)
+    assert len(search) == len(experiments.search_configs(p))
+    best = experiments.best_lasso(p, tmp_path, progress=False)
+    top = search.sort_values(["val_acc", "lam"], ascending=[False, True]).iloc[0]
+    assert best["beta"] == top["beta"]  # chosen by validation accuracy, not test
+    # everything is cached now: a second call trains nothing
+    from companion import training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(training, "_run", no_training)
+    again = experiments.lasso_search(p, tmp_path, progress=False)
+    assert again["run_id"].tolist() == search["run_id"].tolist()
+
+
+def test_fewest_params_to_fit():
+    import pandas as pd
+
+    df = pd.DataFrame({"model": ["a", "a", "b"], "params": [10, 100, 50],
+                       "train_acc": [60.0, 90.0, 70.0], "test_acc": [50.0, 55.0, 65.0]})
+    out = experiments.fewest_params_to_fit(df, 80.0).set_index("model")
+    assert out.loc["a", "min_params"] == 100 and out.loc["a", "best_test_acc"] == 55.0
+    assert out.loc["b", "min_params"] != out.loc["b", "min_params"]  # NaN: never reaches 80 %
