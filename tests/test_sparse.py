@@ -1,0 +1,175 @@
+"""companion.sparse: exporting a β-LASSO-sparse FC network to sparse inference (Section 5)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from companion.models import build_model
+from companion.sparse import (
+    LAYOUTS, SparseMLP, density_report, memory_bytes, to_sparse,
+)
+
+#: fraction of weights zeroed per layer of the test S-FC (fc2 stays dense, Figure 3)
+ZEROED = {"conv1.layer": 0.95, "fc1.layer": 0.80, "fc2.layer": 0.0}
+
+
+def _zero_exactly(weight: torch.Tensor, fraction: float, gen: torch.Generator) -> int:
+    """Zero exactly round(fraction·numel) random entries (none of them zero before); return non-zeros."""
+    n = weight.numel()
+    zeroed = round(fraction * n)
+    with torch.no_grad():
+        weight.view(-1)[torch.randperm(n, generator=gen)[:zeroed]] = 0.0
+    return n - zeroed
+
+
+def _random_bn_(bn: nn.BatchNorm1d, gen: torch.Generator) -> None:
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen) * 0.5)
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) * 2 + 0.1)
+        bn.weight.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
+        bn.bias.copy_(torch.randn(bn.num_features, generator=gen))
+
+
+@pytest.fixture(scope="module")
+def sparse_s_fc():
+    """S-FC α=2 with 5 % / 20 % / 100 % non-zeros, random BN statistics, eval mode; and its counts."""
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = build_model("s-fc", 2)
+    nonzeros = {}
+    for name, fraction in ZEROED.items():
+        layer = model.get_submodule(name)
+        assert torch.count_nonzero(layer.weight) == layer.weight.numel()  # so the counts below are exact
+        nonzeros[name] = _zero_exactly(layer.weight, fraction, gen)
+    _random_bn_(model.conv1.bn, gen)
+    _random_bn_(model.fc1.bn, gen)
+    return model.eval(), nonzeros
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(100, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_same_logits_and_predictions(sparse_s_fc, images, layout):
+    model, _ = sparse_s_fc
+    with torch.no_grad():
+        expected = model(images)
+    exported = to_sparse(model, layout=layout, batch_block=32)  # 100 = 3 full blocks + 4
+    got = exported(images)
+    assert got.shape == expected.shape == (100, 10)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+    assert expected.std() > 0.1  # the logits are not trivially equal (e.g. all zero)
+    assert exported(images[:0]).shape == (0, 10)
+
+
+def test_batchnorm_is_folded_and_auto_picks_by_density(sparse_s_fc):
+    model, _ = sparse_s_fc
+    exported = to_sparse(model, layout="auto", max_density=0.1)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in exported.modules())
+    assert [s.layout for s in exported.layers()] == ["bag", "dense", "dense"]  # 5 %, 20 %, 100 %
+    assert [s.layout for s in to_sparse(model, max_density=0.5).layers()] == ["bag", "bag", "dense"]
+    # folding scales rows: the zero pattern of every layer is kept exactly
+    for layer, name in zip(exported.layers(), ZEROED):
+        assert layer.nonzeros == torch.count_nonzero(model.get_submodule(name).weight)
+    # ... also in the stored arrays of the sparse layouts
+    bag, csr = to_sparse(model, layout="bag").layers()[0], to_sparse(model, layout="csr").layers()[0]
+    assert bag.values.numel() == csr.weight.values().numel() == exported.layers()[0].nonzeros
+
+
+def test_density_report_is_exact(sparse_s_fc):
+    model, nonzeros = sparse_s_fc
+    report = density_report(model)
+    assert list(report.columns) == ["layer", "params", "nonzeros", "density"]
+    assert list(report["layer"]) == list(ZEROED)
+    params = [2 * 16 * 16 * 3 * 32 * 32, 24 * 2 * 2 * 16 * 16, 10 * 24 * 2]  # Table 4 with α = 2
+    assert list(report["params"]) == params
+    assert list(report["nonzeros"]) == [nonzeros[n] for n in ZEROED]
+    assert report["density"].tolist() == pytest.approx([nonzeros[n] / p for n, p in zip(ZEROED, params)])
+    assert report["density"].tolist() == pytest.approx([0.05, 0.20, 1.0], abs=1e-4)
+    # the exported module reports the same layers and counts
+    exported = density_report(to_sparse(model))
+    assert exported[["layer", "params", "nonzeros"]].equals(report[["layer", "params", "nonzeros"]])
+
+
+def test_memory_smaller_than_dense_at_5_percent(sparse_s_fc):
+    model, nonzeros = sparse_s_fc
+    dense_bytes = memory_bytes(model)
+    assert dense_bytes >= 4 * sum(p.numel() for p in model.parameters())
+    exported = to_sparse(model, layout="bag")
+    first = exported.layers()[0]
+    # bag layout: float32 value + int32 column per non-zero, int32 row offsets, float32 bias
+    assert memory_bytes(first) == 8 * nonzeros["conv1.layer"] + 4 * (first.out_features + 1) + 4 * first.out_features
+    assert memory_bytes(exported) < 0.2 * dense_bytes
+    assert memory_bytes(to_sparse(model, layout="dense")) < dense_bytes  # BN folded away
+    assert memory_bytes(to_sparse(model, layout="coo")) > memory_bytes(exported)  # int64 indices
+
+
+def test_other_fc_models_export():
+    images = torch.randn(50, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    for name, alpha in (("d-fc", 1), ("3-fc", 32)):
+        torch.manual_seed(0)
+        model = build_model(name, alpha, image_size=16, dropout=0.1)
+        gen = torch.Generator().manual_seed(2)
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                _zero_exactly(m.weight, 0.9, gen)
+            elif isinstance(m, nn.BatchNorm1d):
+                _random_bn_(m, gen)
+        model.eval()
+        with torch.no_grad():
+            expected = model(images)
+        got = to_sparse(model)(images)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        assert torch.equal(got.argmax(1), expected.argmax(1))
+
+
+@pytest.mark.parametrize("name", ["s-conv", "s-local"])
+def test_unsupported_layers_are_a_clear_value_error(name):
+    model = build_model(name, 1).eval()
+    with pytest.raises(ValueError, match=r"unsupported layer 'conv1\.layer'.*accepted"):
+        to_sparse(model)
+
+
+def test_non_sequential_model_is_a_value_error():
+    with pytest.raises(ValueError, match="nn.Sequential"):
+        to_sparse(build_model("resnet18", 1).eval())
+
+
+def test_training_mode_model_is_a_value_error(sparse_s_fc):
+    model, _ = sparse_s_fc
+    model.train()
+    try:
+        with pytest.raises(ValueError, match=r"training mode.*model\.eval\(\)"):
+            to_sparse(model)
+    finally:
+        model.eval()
+
+
+def test_bad_arguments_are_value_errors(sparse_s_fc, images):
+    model, _ = sparse_s_fc
+    with pytest.raises(ValueError, match="layout must be one of auto, bag, csr, coo, dense"):
+        to_sparse(model, layout="ell")
+    with pytest.raises(ValueError, match="max_density"):
+        to_sparse(model, max_density=1.5)
+    with pytest.raises(ValueError, match="batch_block"):
+        to_sparse(model, batch_block=0)
+    exported = to_sparse(model)
+    with pytest.raises(ValueError, match="3072 features"):
+        exported(images[:, :, :16])
+    with pytest.raises(ValueError, match="inference-only"):
+        exported.train()
+
+
+def test_export_does_not_share_or_change_the_model(sparse_s_fc, images):
+    model, _ = sparse_s_fc
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    exported = to_sparse(model, layout="dense")
+    exported.layers()[0].weight.zero_()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert isinstance(exported, SparseMLP) and not exported.training
