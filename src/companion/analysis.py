@@ -156,3 +156,61 @@ def theorem2(*, n: int, k: int, nonzeros: int, m: int, train_error: float = 0.0,
     return {"n": n, "k": k, "nonzeros": nonzeros, "kb": k * b, "d_g": d_g,
             "log_term": math.log2(2 * n / delta), "description_bits": k * b + d_g + 2 * math.log2(n),
             "gap": gap, "bound": train_error + gap}
+
+
+# --- (chapters-B)
+# The permutation test's filters mapped back to the image (chapter 10) and the rank correlation
+# of chapter 8 (description length vs test accuracy).
+def pixel_permutation(seed: int, height: int, width: int) -> torch.Tensor:
+    """The pixel order of :func:`companion.data.permute` with ``seed`` for ``height × width``
+    images: the permuted image's (flattened) pixel ``i`` is the original image's ``perm[i]``."""
+    return torch.randperm(height * width, generator=torch.Generator().manual_seed(seed))
+
+
+def unpermute_filters(filters, seed: int) -> torch.Tensor:
+    """First-layer filters ``(units, C, H, W)`` learned on images permuted by
+    :func:`companion.data.permute` with ``seed``, drawn on the original image's grid.
+
+    A weight at pixel ``i`` of the permuted grid multiplies the original pixel ``perm[i]``, so it
+    moves there: the result ``u`` has ``⟨u, x⟩ = ⟨filter, permute(x)⟩`` for every image ``x`` —
+    the inverse of ``permute`` applied to the filter as an image.
+    """
+    f = torch.as_tensor(filters)
+    if f.dim() != 4:
+        raise ValueError(f"filters must be units × C × H × W, got shape {tuple(f.shape)}")
+    n, c, h, w = f.shape
+    perm = pixel_permutation(seed, h, w).to(f.device)
+    out = torch.empty_like(f).reshape(n, c, h * w)
+    out[:, :, perm] = f.reshape(n, c, h * w)
+    return out.reshape(n, c, h, w)
+
+
+def rank_correlation(x, y, *, exact_up_to: int = 8) -> dict[str, float]:
+    """Spearman's rank correlation ``rho`` of paired values (ties get average ranks) and its
+    two-sided p-value under independence: exact (all pairings enumerated) for ``n ≤
+    exact_up_to``, else scipy's t-approximation. ``rho`` and ``p_value`` are NaN when
+    ``n < 3`` or either variable is constant."""
+    import itertools
+
+    import numpy as np
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-d and of equal length, got shapes {x.shape} and {y.shape}")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    n = int(x.size)
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"rho": float("nan"), "p_value": float("nan"), "n": n}
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rho = float(np.corrcoef(rx, ry)[0, 1])
+    if n <= exact_up_to:
+        centred = ry - ry.mean()
+        scale = np.sqrt(((rx - rx.mean()) ** 2).sum() * (centred ** 2).sum())
+        rhos = np.array([((rx - rx.mean()) * centred[list(p)]).sum() / scale
+                         for p in itertools.permutations(range(n))])
+        p_value = float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
+    else:
+        p_value = float(stats.spearmanr(x, y).pvalue)
+    return {"rho": rho, "p_value": p_value, "n": n}

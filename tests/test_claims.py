@@ -1,0 +1,235 @@
+"""The paper's claims checked at a profile (companion.experiments, chapter helpers), fed
+constructed frames whose outcome is known; and the settings / caption sentences."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from companion import experiments as E
+from companion import paper, profiles
+
+
+def table1_frame(ours: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """Table 1 with our (short, long) test accuracy per model and the paper's CIFAR-10 numbers."""
+    return pd.DataFrame([{"model": m, "short_test": s, "long_test": l,
+                          "paper_400": paper.TABLE1_ACCURACY[m][("cifar10", 400)],
+                          "paper_4000": paper.TABLE1_ACCURACY[m][("cifar10", 4000)]}
+                         for m, (s, l) in ours.items()])
+
+
+#: a Table 1 that behaves like the paper's: LOCAL ≫ FC, CONV ≈ LOCAL, S-FC > D-FC, 3-FC; S gains more
+LIKE_PAPER = {"d-conv": (60, 60), "d-local": (58, 58), "d-fc": (40, 40), "s-conv": (55, 60),
+              "s-local": (54, 59), "s-fc": (45, 50), "3-fc": (42, 46)}
+
+
+def test_table1_observations_on_the_papers_numbers_all_hold():
+    obs = E.table1_observations(table1_frame(LIKE_PAPER))
+    assert obs["holds_in_paper"].all()  # the rules read the paper's own Table 1 as the paper does
+    assert obs["holds_here"].all()
+    first = obs.iloc[0]
+    assert first["ours_a"] == 18 and first["ours_b"] == 2  # D short: LOCAL − FC, CONV − LOCAL
+    assert len(obs) == 9  # (1) D, S, (3), (4) per training length, and (2)
+
+
+def test_locality_fails_when_conv_local_gap_is_not_much_smaller():
+    ours = dict(LIKE_PAPER, **{"d-conv": (70, 70)})  # CONV − LOCAL = 12 vs LOCAL − FC = 18: not > 2×
+    obs = E.table1_observations(table1_frame(ours))
+    d_rows = obs[obs["observation"].str.contains("locality, D")]
+    assert not d_rows["holds_here"].any()
+    assert not E.claim_locality(table1_frame(ours))["holds"]
+    assert E.claim_locality(table1_frame(LIKE_PAPER))["holds"]
+    # a larger factor turns the paper-like table's S rows false (LOCAL − FC = 9, |CONV − LOCAL| = 1)
+    assert not E.claim_locality(table1_frame(LIKE_PAPER), factor=10)["holds"]
+
+
+def test_locality_gap_sign_matters():
+    ours = dict(LIKE_PAPER, **{"s-fc": (60, 65)})  # FC above LOCAL: LOCAL − FC < 0
+    gaps = E.table1_gaps({m: s for m, (s, _) in ours.items()})
+    assert [g["holds"] for g in gaps] == [True, False, True, True]
+
+
+def test_longer_training_claim():
+    assert E.claim_longer_training(table1_frame(LIKE_PAPER))["holds"]
+    deep_gain = {m: (s, l + 10 if m.startswith("d-") else l) for m, (s, l) in LIKE_PAPER.items()}
+    claim = E.claim_longer_training(table1_frame(deep_gain))
+    assert not claim["holds"] and "D +10.00 pp" in claim["ours"]
+
+
+def test_table1_missing_model_or_column_is_refused():
+    frame = table1_frame(LIKE_PAPER)
+    with pytest.raises(ValueError, match="3-fc"):
+        E.table1_observations(frame[frame["model"] != "3-fc"])
+    with pytest.raises(ValueError, match="paper_4000"):
+        E.table1_observations(frame.drop(columns="paper_4000"))
+
+
+def table2_frame(sgd: float, lasso: float) -> pd.DataFrame:
+    rows = ["S-CONV, SGD", "S-LOCAL, SGD", "S-FC, SGD", "S-FC, β-LASSO (β=50)", E.BEST_LASSO_ROW]
+    acc = {"S-FC, SGD": sgd, E.BEST_LASSO_ROW: lasso}
+    return pd.DataFrame({"row": rows, "test_acc": [acc.get(r, 50.0) for r in rows],
+                         "paper": [87.05, 85.86, 78.63, 85.19, None],
+                         "beta": [None, None, None, 50.0, 1.0], "lam": [None, None, None, 1e-4, 3e-5],
+                         "lam_first": [None, None, None, 3e-4, 9e-5], "val_acc": [50.0] * 5})
+
+
+def test_lasso_beats_sgd_claim_and_noise():
+    claim = E.claim_lasso_beats_sgd(table2_frame(40.0, 42.0), n_test=10_000)
+    assert claim["holds"] and "+2.00 pp" in claim["ours"] and "85.19" in claim["paper"]
+    se = np.hypot(E.accuracy_se(40.0, 10_000), E.accuracy_se(42.0, 10_000))
+    assert f"{se:.2f} pp" in claim["ours"]
+    assert not E.claim_lasso_beats_sgd(table2_frame(42.0, 42.0))["holds"]  # a tie is not "higher"
+    with pytest.raises(ValueError, match="best β"):
+        E.claim_lasso_beats_sgd(table2_frame(1, 2).iloc[:3])
+
+
+def test_accuracy_se():
+    assert E.accuracy_se(50.0, 10_000) == pytest.approx(0.5)
+    assert E.accuracy_se(100.0, 10) == 0
+
+
+def test_describe_lasso_choice_names_validation():
+    text = E.describe_lasso_choice(table2_frame(40, 42))
+    assert "β = 1" in text and "λ = 3·10⁻⁵" in text and "validation" in text and "not used" in text
+
+
+def test_locality_stats_ignore_empty_units():
+    arrays = {"unit_nonzeros": np.array([0, 10, 20, 30]), "locality_radius": np.array([np.nan, 2.0, 3.0, 4.0])}
+    stats = E.locality_stats(arrays, unit_weights=100)
+    assert stats == {"median_radius": 3.0, "median_nonzero_frac": 0.2, "empty_units": 1, "units": 4}
+    with pytest.raises(ValueError, match="locality_radius"):
+        E.locality_stats({"unit_nonzeros": np.ones(3)}, 10)
+
+
+REFS = {"uniform": {"median_radius": 13.0, "median_nonzero_frac": 1.0},
+        "s-local": {"median_radius": 3.7, "median_nonzero_frac": 0.08}}
+
+
+def test_local_filters_claim():
+    sgd = {"median_radius": 12.5, "median_nonzero_frac": 1.0}
+    local = {"median_radius": 4.0, "median_nonzero_frac": 0.1, "empty_units": 3, "units": 10}
+    assert E.claim_local_filters(local, sgd, REFS)["holds"]
+    assert "3 of 10 units all zero" in E.claim_local_filters(local, sgd, REFS)["ours"]
+    sparse_not_local = {"median_radius": 11.0, "median_nonzero_frac": 0.1}  # below SGD, above midpoint 8.35
+    assert not E.claim_local_filters(sparse_not_local, sgd, REFS)["holds"]
+    local_not_sparse = {"median_radius": 4.0, "median_nonzero_frac": 0.9}
+    assert not E.claim_local_filters(local_not_sparse, sgd, REFS)["holds"]
+
+
+def test_locality_references_are_computed():
+    refs = E.locality_references()
+    assert refs["s-local"]["median_radius"] < refs["uniform"]["median_radius"]
+    assert refs["s-local"]["median_nonzero_frac"] == pytest.approx(81 / 1024)
+
+
+def layers_frame(lasso_nonzeros: int) -> pd.DataFrame:
+    return pd.DataFrame({"row": ["S-CONV, SGD", "S-LOCAL, SGD", E.BEST_LASSO_ROW],
+                         "first_weights": [1944, 124_416, 1_572_864],
+                         "first_nonzeros": [1944, 124_416, lasso_nonzeros]})
+
+
+@pytest.mark.parametrize("nonzeros,holds,where", [(50_000, True, "between the two"),
+                                                  (1_000, True, "below S-CONV's"),
+                                                  (124_416, False, "above S-LOCAL's")])
+def test_first_layer_nonzeros_claim(nonzeros, holds, where):
+    claim = E.claim_first_layer_nonzeros(layers_frame(nonzeros))
+    assert claim["holds"] is holds and where in claim["ours"]
+
+
+def test_fit_order():
+    fit = pd.DataFrame({"model": ["resnet18", "d-conv", "s-conv", "3-fc"], "min_params": [1e4, 2e4, 1e5, 1e6],
+                        "best_test_acc": [90.0, 88.0, 80.0, 60.0]})
+    assert E.orders_agree(fit) and E.claim_fit_order(fit)["holds"]
+    assert "agree, as in the paper" in E.describe_fit(fit)
+    swapped = fit.assign(best_test_acc=[90.0, 70.0, 80.0, 60.0])
+    assert not E.orders_agree(swapped) and "do not agree" in E.describe_fit(swapped)
+    tie = fit.assign(best_test_acc=[90.0, 80.0, 80.0, 60.0])
+    assert not E.orders_agree(tie)
+    assert not E.orders_agree(fit.assign(min_params=[1e4, 2e4, float("nan"), 1e6]))
+
+
+def test_fit_target_is_the_highest_accuracy_every_family_reaches():
+    scaling = pd.DataFrame({"model": ["a", "a", "b", "b"], "params": [1, 2, 1, 2],
+                            "train_acc": [60.0, 95.0, 70.0, 80.0], "test_acc": [1.0, 2.0, 3.0, 4.0]})
+    target = E.fit_target(scaling)
+    assert target == 80.0
+    fit = E.fewest_params_to_fit(scaling, target)
+    assert fit["min_params"].notna().all()  # every family reaches it by construction
+    with pytest.raises(ValueError, match="train_acc"):
+        E.fit_target(scaling.drop(columns="train_acc"))
+
+
+def test_kernel_claim():
+    f5 = pd.DataFrame({"kernel_size": [3, 3, 5, 5], "optimizer": ["sgd", "beta-lasso"] * 2,
+                       "test_acc": [50.0, 51.0, 49.0, 52.5]})
+    claim = E.claim_kernels(f5)
+    assert claim["holds"] and "2 of 2" in claim["ours"] and "5×5: +3.50 pp" in claim["ours"]
+    assert not E.claim_kernels(f5.assign(test_acc=[50.0, 51.0, 49.0, 48.0]))["holds"]
+    with pytest.raises(ValueError, match="both optimizers"):
+        E.lasso_gains(f5[f5["optimizer"] == "sgd"])
+
+
+def test_describe_claims_counts_and_flags_synthetic():
+    claims = pd.DataFrame({"id": ["a", "b", "c"], "holds": [True, False, True]})
+    smoke = E.describe_claims(claims, profiles.get("smoke"))
+    assert "2 of 3" in smoke and "(a, c)" in smoke and "synthetic" in smoke
+    assert "synthetic" not in E.describe_claims(claims, profiles.get("cpu"))
+
+
+def test_settings_comparison_follows_the_profile():
+    cpu = E.settings_comparison(profiles.get("cpu")).set_index("setting")
+    ours = cpu["this book (profile cpu)"]
+    assert ours["epochs"].startswith("8 (short") and "24 (long" in ours["epochs"]
+    assert "10,000 training images" in ours["data"] and ours["batch size"] == "128"
+    assert cpu.loc["batch size", "paper (Appendix A.2)"] == "512"
+    assert "S-CONV 150" in cpu.loc["network size", "paper (Appendix A.2)"]
+    assert len(E.settings_comparison(profiles.get("cpu"), ["lasso"])) == 1
+    with pytest.raises(ValueError, match="unknown setting topic"):
+        E.settings_comparison(profiles.get("cpu"), ["optimiser"])
+
+
+def test_paper_label_and_reference_dataset():
+    assert E.paper_label(profiles.get("smoke"), 400) == "paper, 400 ep., CIFAR-10"
+    assert E.paper_label(profiles.get("cpu", dataset="svhn")) == "paper, SVHN"
+
+
+def test_describe_setting_reads_runs(tmp_path):
+    p = profiles.get("smoke")
+    configs = E.scaling_configs(p)
+    with pytest.raises(FileNotFoundError, match="none of the"):
+        E.describe_setting(p, tmp_path, configs)
+    with pytest.raises(ValueError, match="at least one"):
+        E.describe_setting(p, tmp_path, [])
+    summary = {"dataset": {"n_train": 512, "n_val": 256, "n_test": 512}}
+    text = E.describe_data(p, summary)
+    assert "512 training images, 256 held out" in text and "pipeline check" in text
+
+
+def test_describe_observations_names_what_fails():
+    ours = dict(LIKE_PAPER, **{"d-conv": (70, 58)})  # CONV − LOCAL = 12 after short training only
+    text = E.describe_observations(E.table1_observations(table1_frame(ours)))
+    assert "8 of 9 checks hold (not: (1) D short)" in text and "9 of 9" in text
+
+
+def test_chapter_helpers_on_the_committed_smoke_runs(monkeypatch):
+    """The committed smoke results (results/smoke) hold every run the chapters need: the helpers
+    read them without training anything."""
+    from pathlib import Path
+
+    from companion import training
+
+    root = Path(__file__).resolve().parents[1] / "results" / "smoke"
+    if not root.is_dir():
+        pytest.skip("no committed smoke results")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a chapter helper started training")
+
+    monkeypatch.setattr(training, "_run", no_training)
+    p = profiles.get("smoke")
+    claims = E.claims(p, root, progress=False)
+    assert list(claims["id"]) == list("abcdefg") and claims["holds"].map(type).eq(bool).all()
+    assert claims["scale"].str.startswith("smoke: synthetic, 512 training images").all()
+    f5 = E.figure5_table(p, root, progress=False)
+    assert ((f5["conv_nonzeros"] <= f5["conv_weights"]) & (f5["conv_weights"] < f5["weights"])).all()
+    text = E.describe_setting(p, root, E.scaling_configs(p))
+    assert "512 training images, 256 held out" in text and "ResNet18 2" in text and "SGD" in text
