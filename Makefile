@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # torch/torchvision pinned to the pair that works on this project's machines (see README)
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
-PROFILE ?= smoke
+PROFILE ?= cpu
 
 .PHONY: test book env clean-book
 
