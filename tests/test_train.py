@@ -126,7 +126,10 @@ def test_train_writes_metrics_summary_and_arrays(tmp_path):
     assert torch.equal(torch.from_numpy(arrays["filters"]).float(),
                        w[units].reshape(-1, 3, 32, 32).half().float())
     assert arrays["locality_radius"].shape == arrays["locality_window_mass"].shape == (w.shape[0],)
-    assert s["first_layer"]["embedded_nonzeros"] == int(w.count_nonzero())
+    # Theorem 2's ‖w‖₀: the convolution written as FC (each weight at every position)
+    from companion.embedding import embed
+    fc = embed(model, "fc")
+    assert s["first_layer"]["embedded_nonzeros"] == int(fc.conv1.layer.weight.count_nonzero()) > w.count_nonzero()
     assert all(len(m["locality"]["radius"]) == 5 for m in lines)
     assert TrainConfig.from_dict(json.loads((run.path / results.CONFIG).read_text())) == config
 

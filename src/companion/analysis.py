@@ -64,6 +64,45 @@ def first_layer_filters(model: nn.Module) -> torch.Tensor:
     raise ValueError(f"first layer {names[0]} is a {type(layer).__name__}; expected Linear, LocallyConnected2d or Conv2d")
 
 
+def _inside_counts(kernel: int, stride: int, padding: int, size: int) -> torch.Tensor:
+    """For each kernel offset along one axis: at how many output positions it reads a pixel
+    inside the image (not the zero padding)."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    reads = stride * torch.arange(out).view(-1, 1) - padding + torch.arange(kernel).view(1, -1)
+    return ((reads >= 0) & (reads < size)).sum(0)
+
+
+@torch.no_grad()
+def embedded_nonzeros(model: nn.Module) -> int:
+    """‖w‖₀ of the first layer (the one :func:`first_layer_filters` draws) written as a
+    fully-connected layer: Theorem 2's ‖w‖₀ of the network embedded in S-FC (Section 3).
+
+    FC: its non-zeros. LOCAL: the non-zeros that read a pixel inside the image. CONV: each
+    non-zero weight is copied to every output position at which it reads an inside pixel (the
+    CONV ⊂ LOCAL ⊂ FC embedding), so it counts that many times; computed per kernel offset
+    without building the embedding.
+    """
+    from companion.embedding import dense_from_local
+    from companion.layers import LocallyConnected2d
+
+    names = getattr(model, "conv_positions", ()) or getattr(model, "paper_layers", ())
+    config = getattr(model, "config", None)
+    if not names or config is None:
+        raise ValueError("embedded_nonzeros needs a model made by companion.build_model")
+    layer = model.get_submodule(names[0])
+    if isinstance(layer, nn.Linear):
+        return int(layer.weight.count_nonzero())
+    if isinstance(layer, LocallyConnected2d):
+        return int(dense_from_local(layer).count_nonzero())
+    if isinstance(layer, nn.Conv2d):
+        size = config["image_size"]
+        rows = _inside_counts(layer.kernel_size[0], layer.stride[0], layer.padding[0], size)
+        cols = _inside_counts(layer.kernel_size[1], layer.stride[1], layer.padding[1], size)
+        used = (layer.weight != 0).sum((0, 1)).cpu()  # non-zeros at each kernel offset
+        return int((used * rows.view(-1, 1) * cols.view(1, -1)).sum())
+    raise ValueError(f"first layer {names[0]} is a {type(layer).__name__}; expected Linear, LocallyConnected2d or Conv2d")
+
+
 #: side of S-LOCAL's receptive field (conv9x9, Table 4): the window of :func:`locality`
 LOCAL_WINDOW = 9
 

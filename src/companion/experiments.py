@@ -292,7 +292,9 @@ def permutation(p: Profile, root=None, *, progress: bool = True) -> tuple[pd.Dat
 def theorem2_table(p: Profile, runs: dict, *, bits: int | None = None, delta: float = 0.05) -> pd.DataFrame:
     """Theorem 2's terms for each trained network of Table 2, all embedded in S-FC (n = S-FC's
     weights). k: distinct non-zero parameters (weights shared by a convolution count once);
-    ‖w‖₀: non-zeros of the network written as an S-FC; m: training images."""
+    ‖w‖₀: non-zeros of the network written as an S-FC (the trainer's
+    ``first_layer.embedded_nonzeros``, :func:`companion.analysis.embedded_nonzeros`, plus the
+    other layers' non-zeros); m: training images."""
     from companion.analysis import theorem2
 
     bits = bits or (16 if p.name == "paper" else 32)
@@ -1100,61 +1102,14 @@ def describe_filter_rule(runs: dict, rows) -> str:
 MDL_DELTA = 0.05
 
 
-def conv_embedded_nonzeros(kernel: int, stride: int, padding: int, size: int, in_channels: int,
-                           out_channels: int) -> int:
-    """‖w‖₀ of a convolution with no zero weight written as a fully-connected layer (CONV ⊂ FC):
-    each weight is copied to every output position at which it reads a pixel inside the image
-    (not the padding); ``(kernel, stride, padding)`` on a ``size × size`` input."""
-    out = (size + 2 * padding - kernel) // stride + 1
-    per_offset = [sum(0 <= stride * o - padding + k < size for o in range(out)) for k in range(kernel)]
-    return out_channels * in_channels * sum(per_offset) ** 2
-
-
-def embedded_nonzeros(run) -> int:
-    """‖w‖₀ of ``run``'s trained network written as S-FC's weight vector (Theorem 2's ‖w‖₀).
-
-    The trainer's ``first_layer.embedded_nonzeros`` is right for FC and LOCAL first layers; for a
-    convolution it counts the filters at one output position only, so here a convolution is
-    copied to every position (:func:`conv_embedded_nonzeros`; needs a convolution without zero
-    weights, as SGD leaves it)."""
-    from torch import nn
-
-    from companion.models import build_model
-
-    s, c = run.summary, run.config
-    first = s["first_layer"]["layer"]
-    others = sum(v for k, v in s["nonzeros"].items() if k != first)
-    model = build_model(c.model, c.alpha, device="meta", **({"kernel_size": c.kernel_size} if c.kernel_size else {}))
-    layer = model.get_submodule(first)
-    if not isinstance(layer, nn.Conv2d):
-        return s["first_layer"]["embedded_nonzeros"] + others
-    if s["nonzeros"][first] != s["params"][first]:
-        raise ValueError(f"run {run.run_id}: the convolution has zero weights; its embedded ‖w‖₀ needs the weights")
-    return conv_embedded_nonzeros(layer.kernel_size[0], layer.stride[0], layer.padding[0], model.config["image_size"],
-                                  layer.in_channels, layer.out_channels) + others
-
-
 def mdl_table(p: Profile, runs: dict, *, delta: float = MDL_DELTA) -> pd.DataFrame:
     """Theorem 2's terms (:func:`theorem2_table`) for the distinct runs of Table 2
-    (:func:`distinct_runs`), with ``‖w‖₀`` from :func:`embedded_nonzeros` (rows where it differs
-    from :func:`theorem2_table`'s are recomputed and marked ``corrected``), ``b`` (bits per
-    parameter), ``m`` (training images) and ``vacuous``: the bound on the test error is ≥ 1."""
-    from companion.analysis import theorem2
-
+    (:func:`distinct_runs`), with ``b`` (bits per parameter), ``m`` (training images) and
+    ``vacuous``: the bound on the test error is ≥ 1."""
     distinct = distinct_runs(runs)
     table = theorem2_table(p, distinct, delta=delta)
     table["b"] = table["kb"] // table["k"]
     table["m"] = [r.summary["dataset"]["n_train"] for r in distinct.values()]
-    table["corrected"] = False
-    for i, run in enumerate(distinct.values()):
-        nnz = embedded_nonzeros(run)
-        if nnz != table.at[i, "nonzeros"]:
-            row = table.loc[i]
-            fixed = theorem2(n=int(row["n"]), k=int(row["k"]), nonzeros=nnz, m=int(row["m"]), b=int(row["b"]),
-                             train_error=1 - run.summary["final_train_acc"], delta=delta)
-            for key, value in fixed.items():
-                table.at[i, key] = value
-            table.at[i, "corrected"] = True
     table["vacuous"] = table["bound"] >= 1
     return table
 

@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from companion import results
-from companion.analysis import first_layer_filters, layer_sizes, locality, locality_quantiles, nonzeros
+from companion.analysis import (embedded_nonzeros, first_layer_filters, layer_sizes, locality, locality_quantiles,
+                                nonzeros)
 from companion.config import TrainConfig
 from companion.results import Run
 
@@ -414,7 +415,7 @@ def _finish(config, run_dir, model, metrics, data, device, precision, wall, resu
         "precision_used": precision,
         "dataset": data.fingerprint,
         "first_layer": {"layer": first, "units": int(filters.shape[0]),
-                        "embedded_nonzeros": int(unit_nonzeros.sum()),
+                        "embedded_nonzeros": embedded_nonzeros(model),
                         "filters_saved": int(units.numel())},
     }
     results.write_json(run_dir / results.SUMMARY, summary)
