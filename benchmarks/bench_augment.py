@@ -3,9 +3,9 @@
 Both sides run the full training augmentation of Appendix A.2 (Lim et al. 2019) on CIFAR-shaped
 uint8 images: policy (one sub-policy per image, each op fires with its probability) -> random crop
 (padding 4) + horizontal flip -> normalisation -> Cutout 16. The per-image side is the way the
-authors' code runs it (PIL ops image by image, written out below); the batched side is
-``companion.augment.make_augment("fast-autoaugment", ...)``. Both use one CPU thread by default
-(``--threads``), so the ratio measures the batching, not parallelism.
+authors' code runs it (PIL ops image by image, :mod:`companion.augment_reference`); the batched
+side is ``companion.augment.make_augment("fast-autoaugment", ...)``. Both use one CPU thread by
+default (``--threads``), so the ratio measures the batching, not parallelism.
 
     .venv/bin/python benchmarks/bench_augment.py [--images 2048] [--batch 512] [--device cpu]
 """
@@ -19,50 +19,10 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image
 
 from companion import augment
-
-
-def pil_op(img: Image.Image, name: str, v: float, rng: random.Random) -> Image.Image:
-    """One Fast AutoAugment op on one PIL image with value v (README magnitudes)."""
-    w, h = img.size
-    if name == "ShearX":
-        return img.transform(img.size, Image.AFFINE, (1, v, 0, 0, 1, 0))
-    if name == "ShearY":
-        return img.transform(img.size, Image.AFFINE, (1, 0, 0, v, 1, 0))
-    if name == "TranslateX":
-        return img.transform(img.size, Image.AFFINE, (1, 0, v * w, 0, 1, 0))
-    if name == "TranslateY":
-        return img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, v * h))
-    if name == "Rotate":
-        return img.rotate(v)
-    if name == "AutoContrast":
-        return ImageOps.autocontrast(img)
-    if name == "Invert":
-        return ImageOps.invert(img)
-    if name == "Equalize":
-        return ImageOps.equalize(img)
-    if name == "Solarize":
-        return ImageOps.solarize(img, v)
-    if name == "Posterize":
-        return ImageOps.posterize(img, int(v))
-    if name == "Contrast":
-        return ImageEnhance.Contrast(img).enhance(v)
-    if name == "Color":
-        return ImageEnhance.Color(img).enhance(v)
-    if name == "Brightness":
-        return ImageEnhance.Brightness(img).enhance(v)
-    if name == "Sharpness":
-        return ImageEnhance.Sharpness(img).enhance(v)
-    side = round(v * w)  # Cutout op
-    if side <= 0:
-        return img
-    cy, cx = rng.randrange(h), rng.randrange(w)
-    img = img.copy()
-    y0, x0 = cy - side // 2, cx - side // 2
-    ImageDraw.Draw(img).rectangle((x0, y0, x0 + side - 1, y0 + side - 1), fill=augment.CUTOUT_FILL)
-    return img
+from companion.augment_reference import pil_op
 
 
 def per_image_pipeline(

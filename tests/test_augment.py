@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image
 
 from companion import augment
 from companion.augment import (
@@ -21,6 +21,7 @@ from companion.augment import (
     make_augment,
     normalize,
 )
+from companion.augment_reference import pil_cutout, pil_op
 from companion.data import DATASETS
 
 
@@ -45,37 +46,6 @@ def _to_tensor(x_nhwc: np.ndarray) -> torch.Tensor:
 
 def _to_numpy(x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
-
-
-# Per-image reference: what the authors' code does with PIL for one image and one magnitude.
-def _pil_op(img: Image.Image, name: str, v: float) -> Image.Image:
-    if name == "ShearX":
-        return img.transform(img.size, Image.AFFINE, (1, v, 0, 0, 1, 0))
-    if name == "ShearY":
-        return img.transform(img.size, Image.AFFINE, (1, 0, 0, v, 1, 0))
-    if name == "TranslateX":
-        return img.transform(img.size, Image.AFFINE, (1, 0, v * img.size[0], 0, 1, 0))
-    if name == "TranslateY":
-        return img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, v * img.size[1]))
-    if name == "Rotate":
-        return img.rotate(v)
-    if name == "AutoContrast":
-        return ImageOps.autocontrast(img)
-    if name == "Invert":
-        return ImageOps.invert(img)
-    if name == "Equalize":
-        return ImageOps.equalize(img)
-    if name == "Solarize":
-        return ImageOps.solarize(img, v)
-    if name == "Posterize":
-        return ImageOps.posterize(img, int(v))
-    enhance = {
-        "Contrast": ImageEnhance.Contrast,
-        "Color": ImageEnhance.Color,
-        "Brightness": ImageEnhance.Brightness,
-        "Sharpness": ImageEnhance.Sharpness,
-    }
-    return enhance[name](img).enhance(v)
 
 
 def _values(name: str, n: int, seed: int) -> np.ndarray:
@@ -108,7 +78,7 @@ def test_op_matches_pil(name):
     values = _values(name, len(x), seed=OPS.index(name))
     got = _to_numpy(apply_op(_to_tensor(x), name, torch.tensor(values))).astype(int)
     want = np.stack(
-        [np.asarray(_pil_op(Image.fromarray(img), name, float(v))) for img, v in zip(x, values)]
+        [np.asarray(pil_op(Image.fromarray(img), name, float(v))) for img, v in zip(x, values)]
     ).astype(int)
     assert got.shape == want.shape
     if name in EXACT:
@@ -139,12 +109,7 @@ def test_cutout_op_matches_pil_rectangle():
     centre = torch.tensor([[16, 16], [0, 0], [31, 5], [30, 31], [10, 10]])
     got = _to_numpy(apply_op(_to_tensor(x), "Cutout", values, centre=centre))
     for img, out, v, (cy, cx) in zip(x, got, values.tolist(), centre.tolist()):
-        side = round(v * 32)
-        ref = Image.fromarray(img)
-        if side:
-            y0, x0 = cy - side // 2, cx - side // 2
-            box = (x0, y0, x0 + side - 1, y0 + side - 1)
-            ImageDraw.Draw(ref).rectangle(box, fill=augment.CUTOUT_FILL)
+        ref = pil_cutout(Image.fromarray(img), v, cy, cx)
         np.testing.assert_array_equal(out, np.asarray(ref))
     # unclipped square of side 6 at the centre: exactly 36 pixels of the fill colour changed
     changed = (got[0] != x[0]).any(-1) & (got[0] == augment.CUTOUT_FILL).all(-1)

@@ -31,6 +31,14 @@ SELECT_BY = ("final_val_acc", "best_val_acc")
 BLOCK_KEYS = ("base", "grid")
 
 
+def _reject_unknown(where: str, what: str, keys, accepted) -> None:
+    """One ValueError naming the keys not in ``accepted`` (sorted) and listing the accepted ones."""
+    unknown = sorted(set(keys) - set(accepted))
+    if unknown:
+        raise ValueError(f"{where}: unknown {what}: {', '.join(map(str, unknown))}; "
+                         f"accepted: {', '.join(accepted)}")
+
+
 def load_spec(spec: str | os.PathLike | dict | list) -> list[dict]:
     """Read a spec (path to YAML, a block, or a list of blocks) into a list of blocks."""
     where = "sweep spec"
@@ -52,10 +60,7 @@ def load_spec(spec: str | os.PathLike | dict | list) -> list[dict]:
     for i, block in enumerate(blocks):
         if not isinstance(block, dict):
             raise ValueError(f"{where}: block {i} must be a mapping with keys base, grid; got {block!r}")
-        unknown = sorted(set(block) - set(BLOCK_KEYS))
-        if unknown:
-            raise ValueError(f"{where}: block {i} has unknown key(s) {', '.join(map(str, unknown))}; "
-                             f"accepted: {', '.join(BLOCK_KEYS)}")
+        _reject_unknown(where, f"key(s) in block {i}", block, BLOCK_KEYS)
     return [dict(block, _where=f"{where}, block {i}") for i, block in enumerate(blocks)]
 
 
@@ -73,10 +78,7 @@ def expand(spec: str | os.PathLike | dict | list) -> list[TrainConfig]:
         for name, part in (("base", base), ("grid", grid)):
             if not isinstance(part, dict):
                 raise ValueError(f"{where}: '{name}' must be a mapping of field: value, got {part!r}")
-            unknown = sorted(set(part) - set(fields))
-            if unknown:
-                raise ValueError(f"{where}: unknown field(s) in {name}: {', '.join(map(str, unknown))}; "
-                                 f"accepted: {', '.join(fields)}")
+            _reject_unknown(where, f"field(s) in {name}", part, fields)
         both = sorted(set(base) & set(grid))
         if both:
             raise ValueError(f"{where}: field(s) {', '.join(both)} are in both base and grid; keep one")
