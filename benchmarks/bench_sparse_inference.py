@@ -16,32 +16,15 @@ DIR/checkpoint.pt) at its learned densities.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
 from companion.models import build_model
-from companion.sparse import BATCH_BLOCK, LAYOUTS, SparseLinear, density_report, memory_bytes, to_sparse
+from companion.sparse import BATCH_BLOCK, LAYOUTS, SparseLinear, density_report, memory_bytes, timed, to_sparse
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-
-
-def timed(variants: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each variant; variants interleaved, order rotated each repeat."""
-    names = list(variants)
-    times = {n: [] for n in names}
-    for n in names:  # warm-up
-        variants[n]()
-    for r in range(repeats):
-        for n in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            variants[n]()
-            times[n].append(time.perf_counter() - start)
-    return {n: statistics.median(t) for n, t in times.items()}
 
 
 @torch.no_grad()
@@ -69,22 +52,14 @@ def pruned_s_fc(alpha: int, density: float, gen: torch.Generator) -> torch.nn.Mo
 
 def load_run(run_dir: Path) -> torch.nn.Module:
     """The trained model of a results-store run directory (config.json + checkpoint.pt)."""
-    from companion.config import TrainConfig
-    from companion.data import IMAGE_SHAPE, NUM_CLASSES
+    from companion.results import load_run as read_run
+    from companion.training import load_model
 
-    for name in ("config.json", "checkpoint.pt"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"--run {run_dir}: no {name} (expected a run directory of the results store)")
-    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    h, _, c = IMAGE_SHAPE
-    model = build_model(config.model, config.alpha, image_size=h, in_channels=c,
-                        num_classes=NUM_CLASSES[config.dataset], dropout=config.dropout,
-                        kernel_size=config.kernel_size)
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    print(f"run {run_dir}: {config.model} α={config.alpha} {config.dataset} {config.optimizer} "
-          f"λ={config.lam} β={config.beta}, epoch {state.get('epoch')}")
-    return model.eval()
+    run = read_run(run_dir)
+    model = load_model(run)
+    c = run.config
+    print(f"run {run_dir}: {c.model} α={c.alpha} {c.dataset} {c.optimizer} λ={c.lam} β={c.beta}")
+    return model
 
 
 def compare(label: str, model: torch.nn.Module, x: torch.Tensor, repeats: int) -> None:

@@ -276,7 +276,6 @@ def test_val_and_subset_are_seeded_disjoint_and_leave_test_alone(tmp_path):
         ({"val_size": 40}, "val_size=40 must be smaller than the 40 training images"),
         ({"subset": 0}, "subset must be an integer >= 1"),
         ({"val_size": 10, "subset": 31}, "subset=31 is larger than the 30 training images"),
-        ({"permute_pixels": 1.5}, "permute_pixels must be an integer"),
     ],
 )
 def test_bad_split_arguments(tmp_path, kwargs, message):
@@ -285,20 +284,21 @@ def test_bad_split_arguments(tmp_path, kwargs, message):
         load_data("cifar10", tmp_path, download=False, **kwargs)
 
 
-def test_permute_pixels_is_one_fixed_permutation(tmp_path):
-    _write_npz(tmp_path / "cifar10")
-    plain = load_data("cifar10", tmp_path, val_size=5, download=False)
-    perm = load_data("cifar10", tmp_path, val_size=5, permute_pixels=7, download=False)
+def test_pixel_permutation_is_one_fixed_permutation():
     # recover the permutation from one image whose 1024 positions carry distinct values
     probe = torch.arange(1024).view(1, 1, 32, 32)
     p = data.permute(probe, 7).flatten()
     assert not torch.equal(p, torch.arange(1024)) and torch.equal(p.sort().values, torch.arange(1024))
-    for a, b in ((plain.train, perm.train), (plain.val, perm.val), (plain.test, perm.test)):
-        assert torch.equal(b.x.flatten(2), a.x.flatten(2)[:, :, p])  # all channels moved together
-        assert torch.equal(a.y, b.y)
-    assert perm.fingerprint["permute_pixels"] == 7
-    other = load_data("cifar10", tmp_path, permute_pixels=8, download=False)
-    assert not torch.equal(other.test.x, perm.test.x)
+    assert torch.equal(p, data.pixel_order(7, 32, 32))
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    moved = data.PixelPermutation(7, 32, 32)(x)
+    assert torch.equal(moved.flatten(2), x.flatten(2)[:, :, p])  # all channels moved together
+    assert torch.equal(data.permute(x.float(), 7), moved.float())  # any dtype
+    assert not torch.equal(data.permute(x, 8), moved)
+    with pytest.raises(ValueError, match="for N×C×32×32 batches, got shape"):
+        data.PixelPermutation(7, 32, 32)(torch.zeros(2, 3, 28, 28))
+    with pytest.raises(ValueError, match="permute_pixels must be an integer"):
+        data.pixel_order(1.5, 32, 32)
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -334,7 +334,7 @@ def test_fingerprint_tracks_options(tmp_path):
     _write_npz(tmp_path / "cifar10")
     a = load_data("cifar10", tmp_path, download=False).fingerprint
     b = load_data("cifar10", tmp_path, download=False, val_size=4, seed=3).fingerprint
-    assert {"source", "n_train", "n_val", "n_test", "content_blake2b", "permute_pixels"} <= set(a)
+    assert {"source", "n_train", "n_val", "n_test", "content_blake2b"} <= set(a)
     assert (a["n_train"], a["n_val"], a["n_test"]) == (40, 0, 10)
     assert (b["n_train"], b["n_val"], b["seed"], b["val_size"]) == (36, 4, 3, 4)
     _write_npz(tmp_path / "cifar10", test={"y": np.zeros(10, int)})

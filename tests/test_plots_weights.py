@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 from companion import analysis, experiments as E, plots_weights as W
-from companion.data import permute
+from companion.data import permute, pixel_order
 
 BEST = E.BEST_LASSO_ROW
 
@@ -66,9 +66,9 @@ def table2_runs():
 
 
 # ------------------------------------------------------------------ analysis additions
-def test_pixel_permutation_is_the_one_data_permute_applies():
+def test_pixel_order_is_the_one_data_permute_applies():
     x = torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).reshape(2, 3, 5, 4)
-    perm = analysis.pixel_permutation(7, 5, 4)
+    perm = pixel_order(7, 5, 4)
     assert sorted(perm.tolist()) == list(range(20))
     torch.testing.assert_close(permute(x, 7), x.reshape(2, 3, 20)[:, :, perm].reshape(2, 3, 5, 4))
 

@@ -173,3 +173,42 @@ def test_export_does_not_share_or_change_the_model(sparse_s_fc, images):
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert isinstance(exported, SparseMLP) and not exported.training
+
+
+# ------------------------------------------------------------------ measurements (chapter 11)
+def test_timed_calls_each_variant_warm_up_plus_repeats_and_returns_medians():
+    from companion.sparse import timed
+
+    calls = {"a": 0, "b": 0}
+
+    def bump(name):
+        calls[name] += 1
+
+    t = timed({"a": lambda: bump("a"), "b": lambda: bump("b")}, repeats=3)
+    assert calls == {"a": 4, "b": 4} and set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
+    with pytest.raises(ValueError, match="repeats must be an integer >= 1"):
+        timed({"a": lambda: None}, repeats=0)
+
+
+def test_inference_speed_is_a_ratio_of_rates_and_restores_threads(sparse_s_fc, images):
+    from companion.sparse import inference_speed
+
+    model, _ = sparse_s_fc
+    before = torch.get_num_threads()
+    r = inference_speed(model, to_sparse(model), images, threads=1, repeats=2)
+    assert torch.get_num_threads() == before
+    assert r["threads"] == 1 and r["batch"] == len(images)
+    assert r["speedup"] == pytest.approx(r["sparse_images_per_s"] / r["dense_images_per_s"])
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        inference_speed(model, to_sparse(model), images, threads=0)
+
+
+def test_agreement_counts_same_predictions_and_logit_gap(sparse_s_fc, images):
+    from companion.sparse import agreement
+
+    model, _ = sparse_s_fc
+    exact = agreement(model, to_sparse(model), images, batch=30)  # several blocks
+    assert exact["images"] == 100 and exact["same_prediction"] == 100 and exact["max_logit_diff"] < 1e-4
+    other = build_model("s-fc", 2).eval()  # another network: some predictions differ
+    off = agreement(other, to_sparse(model), images)
+    assert off["same_prediction"] < 100 and off["max_logit_diff"] > 1e-2

@@ -78,6 +78,34 @@ def test_run_id_hashes_exactly_the_result_fields():
     assert bl.run_id() != tiny(optimizer="beta-lasso", lam=2e-6).run_id()
     # lam_first=None means "same as lam"
     assert bl.run_id() == tiny(optimizer="beta-lasso", lam_first=1e-6).run_id()
+    # a permuted run hashes where its permutation acts (after augmentation since 0.2)
+    assert tiny(permute_pixels=3).result_fields()["permute_stage"] == "after-augment"
+    assert "permute_stage" not in c.result_fields()
+
+
+def test_permutation_acts_after_augmentation():
+    """Section 4.1's permutation test: flips and crops act on the image, then pixels move."""
+    from companion.augment import make_augment
+    from companion.data import PixelPermutation
+    from companion.training import training_inputs
+
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    augment, permutation = make_augment("flip-crop", "cifar10"), PixelPermutation(3, 32, 32)
+    seen = training_inputs(x, augment, torch.Generator().manual_seed(0), permutation)
+    assert torch.equal(seen, permutation(augment(x, torch.Generator().manual_seed(0))))
+    assert not torch.equal(seen, augment(permutation(x), torch.Generator().manual_seed(0)))
+    assert torch.equal(training_inputs(x, augment, torch.Generator().manual_seed(0)),
+                       augment(x, torch.Generator().manual_seed(0)))
+
+
+def test_permuted_run_evaluates_on_permuted_images(tmp_path, monkeypatch):
+    from companion import training
+
+    seen = []
+    real = training.evaluate
+    monkeypatch.setattr(training, "evaluate", lambda *a: seen.append(a[-1]) or real(*a))
+    train(tiny(epochs=1, permute_pixels=5, model="s-fc"), root=tmp_path, progress=False)
+    assert len(seen) == 2 and all(p is not None and p.seed == 5 for p in seen)  # val and test
 
 
 def test_config_dict_round_trip_and_unknown_field():
@@ -273,3 +301,21 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert run.summary["precision_used"] == "bf16"
     assert 0 < run.summary["final_train_loss"] < 10 and 0 <= run.summary["final_test_acc"] <= 1
     assert run.config.run_id() != tiny(epochs=1).run_id()  # precision is part of the result
+
+
+def test_trained_model_reads_the_checkpoint_or_trains_again(tmp_path):
+    from companion.training import load_model, trained_model
+
+    run = train(tiny(epochs=1, model="s-fc", optimizer="beta-lasso", lam=1e-4), root=tmp_path, progress=False)
+    stored = load_model(run)
+    model, origin = trained_model(run, progress=False)
+    assert origin["source"] == "checkpoint" and not model.training
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), stored.state_dict().values()))
+    (run.path / results.CHECKPOINT).unlink()  # as in the committed results store
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_model(run)
+    again, origin = trained_model(run, progress=False)
+    assert origin["source"] == "retrained" and origin["test_acc"] == origin["stored_test_acc"]
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), stored.state_dict().values()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [run.run_id]  # nothing left behind
+    assert not (run.path / results.CHECKPOINT).exists()  # the store is not changed

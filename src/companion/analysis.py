@@ -200,12 +200,6 @@ def theorem2(*, n: int, k: int, nonzeros: int, m: int, train_error: float = 0.0,
 # --- (chapters-B)
 # The permutation test's filters mapped back to the image (chapter 10) and the rank correlation
 # of chapter 8 (description length vs test accuracy).
-def pixel_permutation(seed: int, height: int, width: int) -> torch.Tensor:
-    """The pixel order of :func:`companion.data.permute` with ``seed`` for ``height × width``
-    images: the permuted image's (flattened) pixel ``i`` is the original image's ``perm[i]``."""
-    return torch.randperm(height * width, generator=torch.Generator().manual_seed(seed))
-
-
 def unpermute_filters(filters, seed: int) -> torch.Tensor:
     """First-layer filters ``(units, C, H, W)`` learned on images permuted by
     :func:`companion.data.permute` with ``seed``, drawn on the original image's grid.
@@ -217,8 +211,10 @@ def unpermute_filters(filters, seed: int) -> torch.Tensor:
     f = torch.as_tensor(filters)
     if f.dim() != 4:
         raise ValueError(f"filters must be units × C × H × W, got shape {tuple(f.shape)}")
+    from companion.data import pixel_order
+
     n, c, h, w = f.shape
-    perm = pixel_permutation(seed, h, w).to(f.device)
+    perm = pixel_order(seed, h, w).to(f.device)
     out = torch.empty_like(f).reshape(n, c, h * w)
     out[:, :, perm] = f.reshape(n, c, h * w)
     return out.reshape(n, c, h, w)

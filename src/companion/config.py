@@ -12,7 +12,10 @@ The run id is a short hash of the fields that determine the result (:meth:`Train
   device": fp16 AMP on CUDA, fp32 on CPU);
 - excluded because the chosen optimizer ignores them: ``lam``/``lam_first``/``beta`` for SGD,
   ``momentum``/``weight_decay`` for β-LASSO (Algorithm 1 has neither);
-- ``lam_first=None`` is hashed as ``lam``, and ResNet18's ``kernel_size=None`` as 3 (they mean the same).
+- ``lam_first=None`` is hashed as ``lam``, and ResNet18's ``kernel_size=None`` as 3 (they mean the same);
+- a run with ``permute_pixels`` also hashes ``permute_stage = "after-augment"``: since 0.2 the
+  permutation is applied to each augmented batch, not to the stored images (see
+  :mod:`companion.training`), so runs permuted the old way are never mistaken for new ones.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16-amp")
 
 #: fields that never enter the run id (see module docstring)
 NOT_HASHED = ("data_root", "device")
+#: where a run's pixel permutation acts (hashed with ``permute_pixels``; see module docstring)
+PERMUTE_STAGE = "after-augment"
 #: fields that only matter for one optimizer
 OPTIMIZER_FIELDS = {"sgd": ("momentum", "weight_decay"), "beta-lasso": ("lam", "lam_first", "beta")}
 
@@ -41,7 +46,8 @@ class TrainConfig:
     ``model``/``alpha``: architecture and number of base channels (Tables 3/4);
     ``lam``: β-LASSO ℓ1 coefficient λ for all weight layers, ``lam_first``: λ for the layers at the
     convolutions' positions (None = ``lam``); ``beta``: β-LASSO threshold factor;
-    ``permute_pixels``: seed of a fixed pixel permutation (Section 4.1), None = none;
+    ``permute_pixels``: seed of a fixed pixel permutation (Section 4.1), applied after
+    augmentation to every image the network sees; None = none;
     ``subset``: use only the first N training images; ``val_size``: images held out of the
     training set for model selection (Appendix A.2 picks by validation accuracy);
     ``kernel_size``: kernel of ResNet18's residual blocks (Section 4.2, Figure 5); None = 3. The
@@ -156,6 +162,8 @@ class TrainConfig:
             d["lam_first"] = d["lam"]
         if self.model == "resnet18" and d["kernel_size"] is None:
             d["kernel_size"] = 3
+        if self.permute_pixels is not None:
+            d["permute_stage"] = PERMUTE_STAGE
         return d
 
     def run_id(self) -> str:

@@ -90,7 +90,6 @@ def load_data(
     *,
     val_size: int = 0,
     subset: int | None = None,
-    permute_pixels: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     download: bool = True,
@@ -100,8 +99,8 @@ def load_data(
 
     ``val_size`` images are held out of the training set as a validation split (seeded by
     ``seed``); ``subset`` then keeps that many of the remaining training images (seeded, class
-    agnostic). ``permute_pixels`` (an int seed) applies one fixed permutation of the H·W pixel
-    positions to every image of every split, all channels moved together (None: off).
+    agnostic). The permutation test's pixel permutation is not applied here but to each batch
+    after augmentation (:class:`PixelPermutation`, used by :mod:`companion.training`).
     ``synthetic_size`` = (n_train, n_test) is used for ``"synthetic"`` only.
     """
     if dataset not in DATASETS:
@@ -109,8 +108,6 @@ def load_data(
     _check_int("val_size", val_size, minimum=0)
     if subset is not None:
         _check_int("subset", subset, minimum=1)
-    if permute_pixels is not None:
-        _check_int("permute_pixels", permute_pixels, minimum=0)
     _check_int("seed", seed, minimum=0)
     num_classes = NUM_CLASSES[dataset]
 
@@ -149,8 +146,6 @@ def load_data(
 
     def to_split(x: np.ndarray, y: np.ndarray) -> Split:
         xt = torch.from_numpy(np.ascontiguousarray(x))
-        if permute_pixels is not None:
-            xt = permute(xt, permute_pixels)
         return Split(x=xt.to(device), y=torch.from_numpy(y.astype(np.int64)).to(device))
 
     if val_size == 0 and subset is None:
@@ -170,7 +165,6 @@ def load_data(
         "val_size": val_size,
         "subset": subset,
         "seed": seed,
-        "permute_pixels": permute_pixels,
     }
     return DataBundle(
         name=dataset,
@@ -184,11 +178,36 @@ def load_data(
     )
 
 
+def pixel_order(seed: int, height: int, width: int) -> torch.Tensor:
+    """The fixed pixel permutation of the permutation test (Section 4.1) for ``seed``: the
+    permuted image's (flattened) pixel ``i`` is the original image's pixel ``order[i]``."""
+    _check_int("permute_pixels", seed, minimum=0)
+    return torch.randperm(height * width, generator=torch.Generator().manual_seed(seed))
+
+
+class PixelPermutation:
+    """Move the H·W pixel positions of N×C×H×W batches by :func:`pixel_order` (all channels
+    together). The trainer applies it after augmentation, so that flips and crops act on the
+    image as photographed and the network only ever sees permuted images (Section 4.1)."""
+
+    def __init__(self, seed: int, height: int, width: int, device: str | torch.device = "cpu"):
+        self.seed, self.size = seed, (height, width)
+        self.order = pixel_order(seed, height, width).to(device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or tuple(x.shape[2:]) != self.size:
+            raise ValueError(f"pixel permutation {self.seed} is for N×C×{self.size[0]}×{self.size[1]} batches, "
+                             f"got shape {tuple(x.shape)}")
+        n, c, h, w = x.shape
+        return x.reshape(n, c, h * w)[:, :, self.order].reshape(n, c, h, w)
+
+    def __repr__(self) -> str:
+        return f"PixelPermutation(seed={self.seed}, size={self.size})"
+
+
 def permute(x: torch.Tensor, seed: int) -> torch.Tensor:
     """Move the H·W pixel positions of N×C×H×W ``x`` by one permutation fixed by ``seed``."""
-    n, c, h, w = x.shape
-    perm = torch.randperm(h * w, generator=torch.Generator().manual_seed(seed)).to(x.device)
-    return x.reshape(n, c, h * w)[:, :, perm].reshape(n, c, h, w)
+    return PixelPermutation(seed, x.shape[2], x.shape[3], x.device)(x)
 
 
 def batches(

@@ -1000,16 +1000,15 @@ def figure3_runs(runs: dict) -> dict:
 
 
 def permutation_caveat(p: Profile) -> str:
-    """How the permuted runs were augmented (chapter 10): the pixels are permuted when the data are
-    loaded (:func:`companion.data.load_data`), so the profile's augmentation acts on permuted images."""
+    """How the permuted runs were trained (chapter 10): each batch is augmented, then permuted
+    (:func:`companion.training.training_inputs`)."""
     if p.augment == "none":
-        return ("This profile trains without augmentation, so a fixed permutation of the pixels only "
-                "relabels S-FC's inputs.")
-    return (f"In these runs the pixels are permuted when the data are loaded and the profile's "
-            f"augmentation ({p.augment}) is then applied to the permuted images: its flips and crops "
-            "move pixels of the permuted grid, which in the original image is not a flip or a crop. "
-            "So the permuted and original runs of S-FC do not see equivalent training data, and a "
-            "difference between them may come from the augmentation rather than from the network.")
+        return ("This profile trains without augmentation: every image, in training and in "
+                "evaluation, has its pixels moved by the same fixed permutation.")
+    return (f"Each training batch is first augmented ({p.augment}) on the original images and then "
+            "has its pixels moved by the fixed permutation; validation and test images are permuted "
+            "the same way. So a permuted run of S-FC sees exactly the training data of the original "
+            "run, with its input coordinates relabelled.")
 
 
 def relative_position(count: int, conv: int, local: int) -> str:
@@ -1310,3 +1309,126 @@ def describe_permuted_filters(loc: pd.DataFrame) -> str:
             f"({way_to_local(orig, u, s)}); trained on permuted images and mapped back to the image "
             f"{back:.2f} px ({way_to_local(back, u, s)}); the same filters on the permuted grid the "
             f"network saw {seen:.2f} px ({way_to_local(seen, u, s)}).")
+
+
+# ------------------------------------------------------------ Chapter 11: sparse execution
+#: CPU thread counts the sparse chapter measures: one thread, and every core torch uses
+def sparse_threads() -> tuple[int, ...]:
+    import torch
+
+    return tuple(dict.fromkeys((1, torch.get_num_threads())))
+
+
+def sparse_runs(p: Profile, root=None, *, progress: bool = True) -> dict:
+    """The distinct S-FC runs of Table 2 (SGD and each β-LASSO setting), label → Run."""
+    _, t2_runs = table2(p, root, progress=progress)
+    return {label: run for label, run in distinct_runs(t2_runs).items() if run.config.model == "s-fc"}
+
+
+def sparse_configs(p: Profile, root=None, *, progress: bool = True) -> list[TrainConfig]:
+    return [run.config for run in sparse_runs(p, root, progress=progress).values()]
+
+
+def sparse_execution(p: Profile, root=None, *, threads=None, batch: int = 512, repeats: int = 5,
+                     progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Section 5's future work, measured: each distinct S-FC run of Table 2 (SGD and β-LASSO),
+    exported by :func:`companion.sparse.to_sparse` (``layout="auto"``) and run on the CPU.
+
+    Returns three tables: per run (weights' source, test accuracy, density, whether the export
+    predicts the same class as the dense network on every test image, memory), per run and layer
+    (the export's layout and density), and per run and thread count (images/s of both on one
+    batch of ``batch`` test images, measured side by side, and their ratio). A run's weights come
+    from its checkpoint or, where none is stored, from training it again
+    (:func:`companion.training.trained_model`)."""
+    import torch
+
+    from companion import sparse
+    from companion.augment import normalize
+    from companion.data import load_data
+    from companion.training import trained_model
+
+    threads = tuple(threads or sparse_threads())
+    fc_runs = sparse_runs(p, root, progress=progress)
+    first = next(iter(fc_runs.values())).config
+    data = load_data(first.dataset, p.data_root, val_size=first.val_size, subset=first.subset, seed=first.seed)
+    x = normalize(data.test.x, first.dataset)
+    rows, layers, speeds = [], [], []
+    for label, run in fc_runs.items():
+        model, origin = trained_model(run, data_root=p.data_root, progress=progress)
+        exported = sparse.to_sparse(model)
+        density = sparse.density_report(model)
+        same = sparse.agreement(model, exported, x)
+        rows.append({"row": label, "weights": origin["source"], "test_acc": origin["test_acc"] * 100,
+                     "stored_test_acc": origin["stored_test_acc"] * 100,
+                     "density": density["nonzeros"].sum() / density["params"].sum(),
+                     **same, "dense_bytes": sparse.memory_bytes(model),
+                     "sparse_bytes": sparse.memory_bytes(exported)})
+        for (_, d), layer in zip(density.iterrows(), exported.layers()):
+            layers.append({"row": label, "layer": layer_name(d["layer"]), "weights": d["params"],
+                           "nonzeros": d["nonzeros"], "density": d["density"], "layout": layer.layout})
+        for n in threads:
+            speeds.append({"row": label, "density": rows[-1]["density"],
+                           **sparse.inference_speed(model, exported, x[:batch], threads=n, repeats=repeats)})
+    summary = pd.DataFrame(rows)
+    summary["memory_ratio"] = summary["dense_bytes"] / summary["sparse_bytes"]
+    return summary, pd.DataFrame(layers), pd.DataFrame(speeds)
+
+
+#: the issue's goal for the sparse export's speed on the CPU, at the paper's densities
+SPARSE_SPEED_GOAL = 5.0
+
+
+def describe_sparse(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float = SPARSE_SPEED_GOAL) -> str:
+    """Sentences on chapter 11's tables: agreement of the predictions, and speed and memory of the
+    sparsest run against the goal, per thread count."""
+    _need(summary, ["row", "density", "images", "same_prediction", "max_logit_diff", "memory_ratio"],
+          "the sparse-execution summary")
+    _need(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
+    agree = bool((summary["same_prediction"] == summary["images"]).all())
+    n = int(summary["images"].iloc[0])
+    first = (f"On all {n:,} test images the export predicts the same class as the dense network for every run "
+             if agree else "The export does not predict the same class as the dense network on every test image "
+             "(" + "; ".join(f"{r}: {s:,} of {i:,}" for r, s, i in
+                            zip(summary["row"], summary["same_prediction"], summary["images"])) + ") ")
+    first += f"(largest logit difference {summary['max_logit_diff'].max():.1e}, float rounding of the folded batch-norm)."
+    sparsest = summary.loc[summary["density"].idxmin()]
+    own = speeds[speeds["row"] == sparsest["row"]]
+    parts = [f"{s:.1f}× ({t} thread{'s' if t > 1 else ''})" for t, s in zip(own["threads"], own["speedup"])]
+    met = [t for t, s in zip(own["threads"], own["speedup"]) if s >= goal]
+    verdict = (f"which meets the goal of {goal:g}× with {' and '.join(map(str, met))} thread(s)"
+               if met else f"which misses the goal of {goal:g}×")
+    return (f"{first} The sparsest network, {sparsest['row']} ({sparsest['density'] * 100:.1f} % of its weights "
+            f"non-zero), runs at {' and '.join(parts)} the dense network's images/s, {verdict}, and takes "
+            f"{sparsest['memory_ratio']:.1f}× less memory.")
+
+
+def describe_sparse_weights(summary: pd.DataFrame) -> str:
+    """Where chapter 11's trained weights came from: stored checkpoints, or training again."""
+    _need(summary, ["row", "weights", "test_acc", "stored_test_acc"], "the sparse-execution summary")
+    again = summary[summary["weights"] == "retrained"]
+    if again.empty:
+        return "The trained weights were read from the runs' stored checkpoints."
+    same = bool((again["test_acc"] == again["stored_test_acc"]).all())
+    text = (f"The results store committed with the book keeps no checkpoints (they are large), so "
+            f"{len(again)} of the {len(summary)} networks were trained again from their stored configs "
+            "before the export")
+    if same:
+        return text + "; each retrained network reached exactly the stored test accuracy."
+    diffs = "; ".join(f"{r}: {a:.2f} % (stored {b:.2f} %)" for r, a, b in
+                      zip(again["row"], again["test_acc"], again["stored_test_acc"]) if a != b)
+    return (text + f". Retraining on another machine need not repeat the stored run bit for bit; test "
+            f"accuracy of the retrained networks that differ: {diffs}. The tables use the retrained weights.")
+
+
+def describe_machine(speeds: pd.DataFrame) -> str:
+    """The machine chapter 11 timed on (this process's CPU, thread counts, batch)."""
+    import os
+    import platform
+
+    import torch
+
+    _need(speeds, ["threads", "batch"], "the sparse-execution speeds")
+    threads = " and ".join(str(t) for t in dict.fromkeys(speeds["threads"]))
+    cpu = platform.processor() or platform.machine()
+    return (f"Timed with torch {torch.__version__} on a {os.cpu_count()}-core {cpu} CPU, with {threads} "
+            f"thread(s), batch {int(speeds['batch'].iloc[0])}.")

@@ -435,3 +435,87 @@ def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
         "paper's evidence": claims["paper"], "this book's evidence": claims["ours"],
         "holds here?": claims["holds"].map(_yes), "profile / scale": claims["scale"],
     })
+
+
+# ------------------------------------------------------------------ chapter 11: sparse execution
+def _short_row(row: str) -> str:
+    """``S-FC, β-LASSO (β=1; best on validation)`` → ``β-LASSO (β=1; best on validation)``."""
+    return row.removeprefix("S-FC, ")
+
+
+def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float) -> Figure:
+    """Chapter 11: left, the sparse export's speed-up over the dense network (images/s ratio, one
+    marker per thread count) against the network's density; right, memory of both per run.
+    ``summary``/``speeds``: :func:`experiments.sparse_execution`'s first and third tables."""
+    _require(summary, ["row", "density", "dense_bytes", "sparse_bytes"], "the sparse-execution summary")
+    _require(speeds, ["row", "density", "threads", "speedup"], "the sparse-execution speeds")
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_speed, ax_mem = fig.subplots(1, 2)
+    markers = "os^Dv"
+    for i, (threads, rows) in enumerate(speeds.groupby("threads")):
+        rows = rows.sort_values("density")
+        ax_speed.plot(rows["density"] * 100, rows["speedup"], marker=markers[i % len(markers)], linestyle=":",
+                      label=f"{threads} thread{'s' if threads > 1 else ''}")
+    for row in summary.itertuples(index=False):
+        top = speeds.loc[speeds["row"] == row.row, "speedup"].max()
+        ax_speed.annotate(_short_row(row.row), (row.density * 100, top), xytext=(4, 6),
+                          textcoords="offset points", fontsize="x-small", rotation=20)
+    ax_speed.axhline(goal, color="tab:green", linestyle="--", linewidth=1, label=f"goal {goal:g}×")
+    ax_speed.axhline(1, color="black", linewidth=0.8, label="dense speed")
+    ax_speed.set_xscale("log")
+    ax_speed.set_yscale("log")
+    ax_speed.set_xlabel("non-zero weights of the network (%)")
+    ax_speed.set_ylabel("sparse ÷ dense images/s")
+    ax_speed.set_title("inference speed on the CPU", fontsize="medium")
+    ax_speed.grid(True, alpha=0.3, which="both")
+    ax_speed.legend(fontsize="small", frameon=False)
+    y = range(len(summary))
+    ax_mem.barh([i + 0.2 for i in y], summary["dense_bytes"] / 2**20, height=0.4, color="tab:gray", label="dense")
+    ax_mem.barh([i - 0.2 for i in y], summary["sparse_bytes"] / 2**20, height=0.4, color="tab:purple",
+                label="sparse export")
+    ax_mem.set_yticks(list(y), [_short_row(r) for r in summary["row"]], fontsize="small")
+    ax_mem.invert_yaxis()
+    ax_mem.set_xlabel("weights and buffers (MiB)")
+    ax_mem.set_title("memory", fontsize="medium")
+    ax_mem.grid(True, axis="x", alpha=0.3)
+    ax_mem.legend(fontsize="small", frameon=False)
+    return fig
+
+
+def sparse_summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 11's per-run table, formatted."""
+    _require(summary, ["row", "weights", "test_acc", "density", "images", "same_prediction", "max_logit_diff",
+                       "dense_bytes", "sparse_bytes", "memory_ratio"], "the sparse-execution summary")
+    return pd.DataFrame({
+        "network": summary["row"],
+        "weights from": summary["weights"],
+        "test acc. (%)": summary["test_acc"].map(_num),
+        "non-zero (%)": (summary["density"] * 100).map(lambda v: _num(v, 2)),
+        "same prediction": [f"{s:,} / {n:,}" for s, n in zip(summary["same_prediction"], summary["images"])],
+        "max |Δ logit|": summary["max_logit_diff"].map(lambda v: f"{v:.1e}"),
+        "dense (MiB)": (summary["dense_bytes"] / 2**20).map(_num),
+        "sparse (MiB)": (summary["sparse_bytes"] / 2**20).map(_num),
+        "memory ratio": summary["memory_ratio"].map(lambda v: f"{v:.1f}×"),
+    })
+
+
+def sparse_layers_frame(layers: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 11's density per layer: one row per network, per layer its density and layout."""
+    _require(layers, ["row", "layer", "weights", "nonzeros", "density", "layout"], "the sparse layers table")
+    out = {"network": list(dict.fromkeys(layers["row"]))}
+    for layer, rows in layers.groupby("layer", sort=False):
+        cells = {r.row: f"{r.density * 100:.2f} % ({r.layout})" for r in rows.itertuples(index=False)}
+        out[f"{layer} ({format_count(int(rows['weights'].iloc[0]))} weights)"] = [cells.get(n, "—") for n in out["network"]]
+    return pd.DataFrame(out)
+
+
+def sparse_speed_frame(speeds: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 11's timings: images/s of the dense network and of its export, and their ratio."""
+    _require(speeds, ["row", "threads", "batch", "dense_images_per_s", "sparse_images_per_s", "speedup"],
+             "the sparse-execution speeds")
+    return pd.DataFrame({
+        "network": speeds["row"], "threads": speeds["threads"], "batch": speeds["batch"],
+        "dense (images/s)": speeds["dense_images_per_s"].map(lambda v: f"{v:,.0f}"),
+        "sparse (images/s)": speeds["sparse_images_per_s"].map(lambda v: f"{v:,.0f}"),
+        "speed-up": speeds["speedup"].map(lambda v: f"{v:.1f}×"),
+    })

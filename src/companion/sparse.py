@@ -40,8 +40,11 @@ regions and loses most of its gain there (``batch_block=len(batch)`` keeps 3–4
 
 from __future__ import annotations
 
+import contextlib
+import statistics
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 import torch
@@ -50,7 +53,7 @@ from torch import nn
 
 __all__ = [
     "AUTO_MAX_DENSITY", "BATCH_BLOCK", "LAYOUTS", "SparseLinear", "SparseMLP",
-    "density_report", "memory_bytes", "to_sparse",
+    "agreement", "density_report", "inference_speed", "memory_bytes", "timed", "to_sparse",
 ]
 
 LAYOUTS = ("auto", "bag", "csr", "coo", "dense")
@@ -325,3 +328,59 @@ def memory_bytes(module: nn.Module) -> int:
             seen.add(id(t))
             total += _tensor_bytes(t)
     return total
+
+
+# --------------------------------------------------------------------------- measurements
+def timed(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each variant: one warm-up call each, then ``repeats`` rounds
+    that call every variant once, in an order rotated each round (so that a burst of load on a
+    shared machine falls on all variants alike)."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    names = list(variants)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for n in names:
+        variants[n]()
+    for r in range(repeats):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            variants[n]()
+            times[n].append(time.perf_counter() - start)
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@torch.no_grad()
+def inference_speed(model: nn.Module, sparse: SparseMLP, x: torch.Tensor, *, threads: int,
+                    repeats: int = 5) -> dict[str, float]:
+    """Images per second of the dense eval ``model`` and its export ``sparse`` on the batch ``x``
+    with ``threads`` CPU threads, measured side by side (:func:`timed`); ``speedup`` is their
+    ratio (the number to quote: absolute rates drift on a shared machine)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    with _threads(threads):
+        t = timed({"dense": lambda: model(x), "sparse": lambda: sparse(x)}, repeats)
+    n = len(x)
+    return {"threads": threads, "batch": n, "dense_images_per_s": n / t["dense"],
+            "sparse_images_per_s": n / t["sparse"], "speedup": t["dense"] / t["sparse"]}
+
+
+@torch.no_grad()
+def agreement(model: nn.Module, sparse: SparseMLP, x: torch.Tensor, *, batch: int = 1000) -> dict[str, float]:
+    """How far the export's predictions are from the dense model's on images ``x``: the number of
+    images whose predicted class is the same, and the largest absolute logit difference."""
+    same, diff = 0, 0.0
+    for start in range(0, len(x), batch):
+        a, b = model(x[start:start + batch]), sparse(x[start:start + batch])
+        same += int((a.argmax(1) == b.argmax(1)).sum())
+        diff = max(diff, float((a - b).abs().max()))
+    return {"images": len(x), "same_prediction": same, "max_logit_diff": diff}

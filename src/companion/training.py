@@ -14,6 +14,9 @@ mixed precision, per-epoch metrics and checkpoints, exact resume.
 - The hot loop never synchronises with the host: loss and correct-count are summed on the
   device and read once per epoch (GradScaler's own inf check is the one exception on CUDA fp16).
   A non-finite epoch loss stops the run with ``RuntimeError``; the last good checkpoint stays.
+- Permutation test (Section 4.1): ``permute_pixels`` moves the pixels of every batch the network
+  sees — after augmentation for training batches (:func:`training_inputs`), and of every
+  validation/test batch — so that flips and crops act on the image, not on the permuted grid.
 - Weight decay (SGD) applies to all parameters, as ``torch.optim.SGD`` does; β-LASSO's λ applies
   to weight tensors only (``lasso_param_groups``).
 
@@ -127,8 +130,9 @@ def device_name(device: torch.device) -> str:
 
 
 @torch.no_grad()
-def evaluate(model, split, dataset: str, device: torch.device, precision: str) -> float:
-    """Top-1 accuracy on a split (eval mode, no augmentation); one host sync."""
+def evaluate(model, split, dataset: str, device: torch.device, precision: str, permutation=None) -> float:
+    """Top-1 accuracy on a split (eval mode, no augmentation; ``permutation``: the run's
+    :class:`~companion.data.PixelPermutation`, or None); one host sync."""
     from companion.augment import normalize
 
     model.eval()
@@ -136,10 +140,19 @@ def evaluate(model, split, dataset: str, device: torch.device, precision: str) -
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, n, EVAL_BATCH):
         x = normalize(split.x[start:start + EVAL_BATCH], dataset)
+        if permutation is not None:
+            x = permutation(x)
         with autocast(device, precision):
             logits = model(x)
         correct += (logits.argmax(1) == split.y[start:start + EVAL_BATCH]).sum()
     return correct.item() / n
+
+
+def training_inputs(x, augment, generator: torch.Generator, permutation=None) -> torch.Tensor:
+    """What the network sees of a uint8 training batch: augmented, then (the permutation test,
+    Section 4.1) pixel-permuted, so that flips and crops act on the original image."""
+    x = augment(x, generator)
+    return x if permutation is None else permutation(x)
 
 
 def load_checkpoint(path: Path, config: TrainConfig, device: torch.device) -> dict:
@@ -234,7 +247,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, precision: st
     from tqdm import tqdm
 
     from companion.augment import make_augment
-    from companion.data import batches, load_data
+    from companion.data import PixelPermutation, batches, load_data
     from companion.models import build_model
 
     checkpoint_path = run_dir / results.CHECKPOINT
@@ -244,8 +257,10 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, precision: st
 
     data = load_data(
         config.dataset, config.data_root, val_size=config.val_size, subset=config.subset,
-        permute_pixels=config.permute_pixels, seed=config.seed, device=device,
+        seed=config.seed, device=device,
     )
+    permutation = (None if config.permute_pixels is None else
+                   PixelPermutation(config.permute_pixels, data.image_size, data.image_size, device))
     n_train = len(data.train.y)
     if config.batch_size > n_train:
         raise ValueError(
@@ -297,7 +312,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, precision: st
             correct = torch.zeros((), dtype=torch.int64, device=device)
             for idx in batches(n_train, config.batch_size, generator=order, shuffle=True,
                                drop_last=True, device=device):
-                x = augment(data.train.x[idx], aug)
+                x = training_inputs(data.train.x[idx], augment, aug, permutation)
                 y = data.train.y[idx]
                 with autocast(device, precision):
                     logits = model(x)
@@ -327,8 +342,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, precision: st
                    "val_acc": None, "test_acc": None, "lr": lr}
             if epoch % config.track_every == 0 or epoch == config.epochs:
                 if data.val is not None:
-                    row["val_acc"] = evaluate(model, data.val, config.dataset, device, precision)
-                row["test_acc"] = evaluate(model, data.test, config.dataset, device, precision)
+                    row["val_acc"] = evaluate(model, data.val, config.dataset, device, precision, permutation)
+                row["test_acc"] = evaluate(model, data.test, config.dataset, device, precision, permutation)
             row["nonzeros"] = nonzeros(model)
             row["params"] = sizes
             row["locality"] = locality_quantiles(model)  # first layer, Section 4.1 / Figure 4
@@ -422,6 +437,44 @@ def _finish(config, run_dir, model, metrics, data, device, precision, wall, resu
 
 
 # --------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------- trained weights
+def load_model(run: Run, checkpoint: str | os.PathLike | None = None) -> torch.nn.Module:
+    """``run``'s network (eval mode, on the CPU) with the weights of its last checkpoint."""
+    from companion.data import IMAGE_SHAPE, NUM_CLASSES
+    from companion.models import build_model
+
+    path = Path(checkpoint) if checkpoint is not None else run.path / results.CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"run {run.run_id}: no checkpoint at {path}")
+    c = run.config
+    h, _, channels = IMAGE_SHAPE
+    model = build_model(c.model, c.alpha, image_size=h, in_channels=channels, num_classes=NUM_CLASSES[c.dataset],
+                        dropout=c.dropout, kernel_size=c.kernel_size)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    return model.eval()
+
+
+def trained_model(run: Run, *, data_root: str | None = None, device: str = "auto",
+                  progress: bool = True) -> tuple[torch.nn.Module, dict]:
+    """The trained network of a finished ``run`` and where its weights came from.
+
+    From the run's checkpoint when it is stored; otherwise (the results committed with the book
+    keep no checkpoints) the run's config is trained again in a temporary folder, and the
+    returned dict says so and gives the retrained run's final test accuracy beside the stored
+    one (equal when it ran on the same kind of machine, see the module docstring)."""
+    if not run.finished:
+        raise ValueError(f"run {run.run_id} is not finished; train it first")
+    if (run.path / results.CHECKPOINT).is_file():
+        return load_model(run), {"source": "checkpoint", "test_acc": run.summary["final_test_acc"],
+                                 "stored_test_acc": run.summary["final_test_acc"]}
+    config = run.config.replace(data_root=data_root or run.config.data_root, device=device)
+    with tempfile.TemporaryDirectory(prefix=f"retrain-{run.run_id}-") as tmp:
+        again = train(config, root=tmp, progress=progress)
+        model = load_model(again)
+    return model, {"source": "retrained", "test_acc": again.summary["final_test_acc"],
+                   "stored_test_acc": run.summary["final_test_acc"]}
+
+
 def add_cli(subparsers) -> None:
     """``companion train``: one run into the results store."""
     from companion.config import OPTIMIZERS, PRECISIONS
