@@ -444,41 +444,39 @@ def _short_row(row: str) -> str:
 
 
 def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float) -> Figure:
-    """Chapter 11: left, the sparse export's speed-up over the dense network (images/s ratio, one
-    marker per thread count) against the network's density; right, memory of both per run.
-    ``summary``/``speeds``: :func:`experiments.sparse_execution`'s first and third tables."""
+    """Chapter 11, one row per network (labelled with its share of non-zero weights): left, the
+    sparse export's images/s divided by the dense network's, one bar per CPU thread count, with
+    the goal and equal speed marked; right, memory of both. ``summary``/``speeds``:
+    :func:`experiments.sparse_execution`'s first and third tables."""
     _require(summary, ["row", "density", "dense_bytes", "sparse_bytes"], "the sparse-execution summary")
-    _require(speeds, ["row", "density", "threads", "speedup"], "the sparse-execution speeds")
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    ax_speed, ax_mem = fig.subplots(1, 2)
-    markers = "os^Dv"
-    for i, (threads, rows) in enumerate(speeds.groupby("threads")):
-        rows = rows.sort_values("density")
-        ax_speed.plot(rows["density"] * 100, rows["speedup"], marker=markers[i % len(markers)], linestyle=":",
+    _require(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
+    fig = Figure(figsize=(11, 1.2 + 0.55 * len(summary)), layout="constrained")
+    ax_speed, ax_mem = fig.subplots(1, 2, sharey=True)
+    y = list(range(len(summary)))
+    labels = [f"{_short_row(r)}\n{d * 100:.1f} % non-zero" for r, d in zip(summary["row"], summary["density"])]
+    counts = list(dict.fromkeys(speeds["threads"]))
+    height = 0.8 / len(counts)
+    for i, threads in enumerate(counts):
+        rows = speeds[speeds["threads"] == threads].set_index("row")
+        offset = -0.4 + height * (i + 0.5)
+        ax_speed.barh([v + offset for v in y], [rows.loc[r, "speedup"] for r in summary["row"]], height=height,
+                      color=("tab:blue", "tab:orange", "tab:cyan")[i % 3],
                       label=f"{threads} thread{'s' if threads > 1 else ''}")
-    for row in summary.itertuples(index=False):
-        top = speeds.loc[speeds["row"] == row.row, "speedup"].max()
-        ax_speed.annotate(_short_row(row.row), (row.density * 100, top), xytext=(4, 6),
-                          textcoords="offset points", fontsize="x-small", rotation=20)
-    ax_speed.axhline(goal, color="tab:green", linestyle="--", linewidth=1, label=f"goal {goal:g}×")
-    ax_speed.axhline(1, color="black", linewidth=0.8, label="dense speed")
-    ax_speed.set_xscale("log")
-    ax_speed.set_yscale("log")
-    ax_speed.set_xlabel("non-zero weights of the network (%)")
-    ax_speed.set_ylabel("sparse ÷ dense images/s")
+    ax_speed.axvline(goal, color="tab:green", linestyle="--", linewidth=1, label=f"goal {goal:g}×")
+    ax_speed.axvline(1, color="black", linewidth=0.8, label="dense speed")
+    ax_speed.set_yticks(y, labels, fontsize="small")
+    ax_speed.invert_yaxis()
+    ax_speed.set_xlabel("sparse ÷ dense images/s")
     ax_speed.set_title("inference speed on the CPU", fontsize="medium")
-    ax_speed.grid(True, alpha=0.3, which="both")
-    ax_speed.legend(fontsize="small", frameon=False)
-    y = range(len(summary))
-    ax_mem.barh([i + 0.2 for i in y], summary["dense_bytes"] / 2**20, height=0.4, color="tab:gray", label="dense")
-    ax_mem.barh([i - 0.2 for i in y], summary["sparse_bytes"] / 2**20, height=0.4, color="tab:purple",
+    ax_speed.grid(True, axis="x", alpha=0.3)
+    ax_mem.barh([v - 0.2 for v in y], summary["dense_bytes"] / 2**20, height=0.4, color="tab:gray", label="dense")
+    ax_mem.barh([v + 0.2 for v in y], summary["sparse_bytes"] / 2**20, height=0.4, color="tab:purple",
                 label="sparse export")
-    ax_mem.set_yticks(list(y), [_short_row(r) for r in summary["row"]], fontsize="small")
-    ax_mem.invert_yaxis()
     ax_mem.set_xlabel("weights and buffers (MiB)")
     ax_mem.set_title("memory", fontsize="medium")
     ax_mem.grid(True, axis="x", alpha=0.3)
-    ax_mem.legend(fontsize="small", frameon=False)
+    handles = [*ax_speed.get_legend_handles_labels()[0], *ax_mem.get_legend_handles_labels()[0]]
+    fig.legend(handles=handles, fontsize="small", frameon=False, ncols=len(handles), loc="outside lower center")
     return fig
 
 

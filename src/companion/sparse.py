@@ -32,10 +32,11 @@ on the first layer (3072 → 2048) ``"bag"`` is the fastest layout at every dens
 (1 thread: 0.05× dense's time at 1 %, 0.17× at 5 %, 0.31× at 10 %, 0.85× at 25 %); ``"csr"`` and
 ``"coo"`` take 1.5–2× as long as ``"bag"``; dense GEMM wins from ~30 %. A padded "gather the used
 columns, multiply, sum" layout (index tensor out × max_nnz) was 6–50× slower than dense and is
-not offered. Whole S-FC (fc1 at twice conv1's density, fc2 dense), 1 thread: 15× dense's
-images/s at 1 %, 8× at 5 %, 4× at 10 %. With 2 threads on a loaded machine every parallel region
-can wait a scheduler slice for the second thread; the blocked sparse forward has many short
-regions and loses most of its gain there (``batch_block=len(batch)`` keeps 3–4×).
+not offered. Whole S-FC (fc1 at twice conv1's density, fc2 dense), quiet machine, batch 512:
+1 thread 19× dense's images/s at 1 %, 6.6× at 5 %, 3.5× at 10 %; 2 threads 5.5×, 7.0×, 4.1× (the
+blocked sparse forward has many short parallel regions; ``batch_block=len(batch)`` is better at
+the lowest densities with 2 threads). The trained β-LASSO S-FC of the cpu profile (conv1 2.5 %,
+fc1 72 %, fc2 99 % non-zero): 6.9× (1 thread), 4.9× (2 threads), 9.3× less memory.
 """
 
 from __future__ import annotations
