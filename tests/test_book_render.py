@@ -124,6 +124,9 @@ def test_chapter_renders(built_book, browser, chapter):
     heading = browser.find_element(By.CSS_SELECTOR, "article section h1").text
     assert heading.startswith(CHAPTERS[chapter]), heading
     assert CHAPTERS[chapter] in browser.title
+    text = browser.find_element(By.CSS_SELECTOR, "article").text
+    unparsed = [line for line in text.splitlines() if "```{" in line or ":::{" in line or "{glue:" in line]
+    assert not unparsed, f"MyST that was not parsed on {chapter}: {unparsed[:3]}"
     images = browser.find_elements(By.CSS_SELECTOR, "article img")
     broken = [img.get_attribute("src")[:80] for img in images
               if not browser.execute_script(

@@ -147,10 +147,11 @@ class BookTable:
 
         header = [str(c) for c in self.frame.columns]
         align = ["---" if self.frame[c].map(_is_text).any() else "--:" for c in self.frame.columns]
-        lines = [f"```{{table}} {self.caption}", f":name: {self.name}", "",
+        # a colon fence: a backtick fence's info string may not hold the backticks of a role
+        lines = [f":::{{table}} {self.caption}", f":name: {self.name}", "",
                  row(header), "| " + " | ".join(align) + " |"]
         lines += [row(cells) for cells in self._cells()]
-        lines.append("```")
+        lines.append(":::")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
