@@ -71,3 +71,11 @@ def test_sparse_frames_and_figure():
 def test_describe_machine_names_threads_and_batch():
     text = E.describe_machine(speeds())
     assert "with 1 and 2 thread(s), batch 512" in text and "torch" in text
+
+
+def test_sparse_execution_refuses_a_bad_batch_before_any_work(tmp_path):
+    from companion import profiles
+
+    with pytest.raises(ValueError, match="batch must be an integer >= 1"):
+        E.sparse_execution(profiles.get("smoke"), tmp_path, batch=0)
+    assert not any(tmp_path.iterdir())  # nothing trained or written

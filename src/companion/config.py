@@ -13,9 +13,10 @@ The run id is a short hash of the fields that determine the result (:meth:`Train
 - excluded because the chosen optimizer ignores them: ``lam``/``lam_first``/``beta`` for SGD,
   ``momentum``/``weight_decay`` for β-LASSO (Algorithm 1 has neither);
 - ``lam_first=None`` is hashed as ``lam``, and ResNet18's ``kernel_size=None`` as 3 (they mean the same);
-- a run with ``permute_pixels`` also hashes ``permute_stage = "after-augment"``: since 0.2 the
-  permutation is applied to each augmented batch, not to the stored images (see
-  :mod:`companion.training`), so runs permuted the old way are never mistaken for new ones.
+- a run with ``permute_pixels`` also hashes ``permute_stage = "after-augment"``: the permutation
+  is applied to each augmented batch (see :mod:`companion.training`); earlier versions permuted
+  the stored images before augmenting, and their runs, hashed without this key, are never
+  mistaken for new ones.
 """
 
 from __future__ import annotations

@@ -1312,8 +1312,8 @@ def describe_permuted_filters(loc: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------ Chapter 11: sparse execution
-#: CPU thread counts the sparse chapter measures: one thread, and every core torch uses
 def sparse_threads() -> tuple[int, ...]:
+    """CPU thread counts chapter 11 measures: one thread, and every thread torch uses."""
     import torch
 
     return tuple(dict.fromkeys((1, torch.get_num_threads())))
@@ -1340,13 +1340,13 @@ def sparse_execution(p: Profile, root=None, *, threads=None, batch: int = 512, r
     batch of ``batch`` test images, measured side by side, and their ratio). A run's weights come
     from its checkpoint or, where none is stored, from training it again
     (:func:`companion.training.trained_model`)."""
-    import torch
-
     from companion import sparse
     from companion.augment import normalize
     from companion.data import load_data
     from companion.training import trained_model
 
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1 (test images per timed forward pass), got {batch!r}")
     threads = tuple(threads or sparse_threads())
     fc_runs = sparse_runs(p, root, progress=progress)
     first = next(iter(fc_runs.values())).config

@@ -436,7 +436,6 @@ def _finish(config, run_dir, model, metrics, data, device, precision, wall, resu
     results.write_json(run_dir / results.SUMMARY, summary)
 
 
-# --------------------------------------------------------------------------- CLI
 # --------------------------------------------------------------------------- trained weights
 def load_model(run: Run, checkpoint: str | os.PathLike | None = None) -> torch.nn.Module:
     """``run``'s network (eval mode, on the CPU) with the weights of its last checkpoint."""
@@ -475,6 +474,7 @@ def trained_model(run: Run, *, data_root: str | None = None, device: str = "auto
                    "stored_test_acc": run.summary["final_test_acc"]}
 
 
+# --------------------------------------------------------------------------- CLI
 def add_cli(subparsers) -> None:
     """``companion train``: one run into the results store."""
     from companion.config import OPTIMIZERS, PRECISIONS
