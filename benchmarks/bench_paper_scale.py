@@ -22,6 +22,7 @@ from torch import nn
 from companion.augment import make_augment
 from companion.models import build_model
 from companion.optim import BetaLasso, lasso_param_groups
+from companion.training import autocast, optimizer_step
 
 
 def matmul_flops_per_image(model: nn.Module, first_needs_input_grad: bool = False) -> float:
@@ -59,16 +60,9 @@ def main(argv=None) -> None:
     def step(i):
         idx = slice((i % 4) * args.batch, (i % 4 + 1) * args.batch)
         x = augment(x_all[idx], g)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
+        with autocast(device, "fp16-amp" if cuda else "fp32"):
             loss = F.cross_entropy(model(x), y_all[idx])
-        opt.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            opt.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+        optimizer_step(loss, opt, scaler)  # the trainer's step
 
     for i in range(args.warmup):
         step(i)

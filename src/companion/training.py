@@ -89,6 +89,19 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
+    """Backward pass and one optimizer step, through the fp16 ``GradScaler`` when there is one
+    (it skips the step if the scaled gradients overflowed). Gradients are reset first."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
 def epoch_seed(seed: int, epoch: int, stream: str) -> int:
     """A 63-bit seed for one random stream (``order``/``augment``/``dropout``) of one epoch."""
     digest = hashlib.sha256(f"{seed}:{epoch}:{stream}".encode()).digest()
@@ -317,14 +330,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, precision: st
                 with autocast(device, precision):
                     logits = model(x)
                     loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is None:
-                    loss.backward()
-                    optimizer.step()
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
+                optimizer_step(loss, optimizer, scaler)
                 scheduler.step()
                 loss_sum += loss.detach().float()
                 correct += (logits.detach().argmax(1) == y).sum()
