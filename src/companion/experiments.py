@@ -508,13 +508,15 @@ def settings_comparison(p: Profile, topics=SETTING_TOPICS) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------ Table 1: Section 2.2's observations
-def _need(frame: pd.DataFrame, columns, what: str) -> None:
+def require_columns(frame: pd.DataFrame, columns, what: str) -> None:
+    """One clear ``ValueError`` if ``frame`` (``what``, e.g. "the Table 2 frame") lacks any of
+    ``columns``: the check every describe/plot function makes on the frame it is given."""
     if missing := [c for c in columns if c not in frame.columns]:
-        raise ValueError(f"{what} lacks columns {missing}; it has {list(frame.columns)}")
+        raise ValueError(f"{what} lacks columns {missing}; expected {list(columns)}, it has {list(frame.columns)}")
 
 
 def _accuracies(t1: pd.DataFrame, column: str) -> dict[str, float]:
-    _need(t1, ["model", column], "the Table 1 frame")
+    require_columns(t1, ["model", column], "the Table 1 frame")
     acc = dict(zip(t1["model"], t1[column].astype(float)))
     if missing := [m for m in TABLE1_MODELS if m not in acc]:
         raise ValueError(f"the Table 1 frame lacks rows for {missing}")
@@ -572,7 +574,7 @@ def table1_observations(t1: pd.DataFrame, *, factor: float = LOCALITY_FACTOR) ->
 
 def describe_observations(observations: pd.DataFrame) -> str:
     """A sentence counting the observations of :func:`table1_observations` that hold, ours and the paper's."""
-    _need(observations, ["observation", "group", "training", "holds_here", "holds_in_paper"],
+    require_columns(observations, ["observation", "group", "training", "holds_here", "holds_in_paper"],
           "the observations frame")
     failed = [f"{o.split(' ')[0]}{' ' + g if o.startswith('(1)') else ''} {t}" for o, g, t, h in
               zip(observations["observation"], observations["group"], observations["training"],
@@ -591,7 +593,7 @@ FIT_TARGET_RULE = ("the highest training accuracy that every family reaches at s
 
 def fit_target(scaling_df: pd.DataFrame) -> float:
     """Figure 2 (right)'s training accuracy to reach, chosen from the data: :data:`FIT_TARGET_RULE`."""
-    _need(scaling_df, ["model", "train_acc"], "the scaling frame")
+    require_columns(scaling_df, ["model", "train_acc"], "the scaling frame")
     if scaling_df.empty:
         raise ValueError("the scaling frame has no rows")
     return float(scaling_df.groupby("model")["train_acc"].max().min())
@@ -602,7 +604,7 @@ def orders_agree(fit: pd.DataFrame) -> bool:
     parameters has higher best test accuracy. True when every pair of families is concordant
     (strictly fewer parameters ⇒ strictly higher test accuracy; ties in parameters are not
     counted, ties in accuracy are discordant); False if a family never reaches the target."""
-    _need(fit, ["model", "min_params", "best_test_acc"], "the fewest-params frame")
+    require_columns(fit, ["model", "min_params", "best_test_acc"], "the fewest-params frame")
     if fit["min_params"].isna().any():
         return False
     rows = list(zip(fit["min_params"], fit["best_test_acc"]))
@@ -611,7 +613,7 @@ def orders_agree(fit: pd.DataFrame) -> bool:
 
 def describe_fit(fit: pd.DataFrame) -> str:
     """A sentence on Figure 2 (right): the families ordered by parameters needed and by test accuracy."""
-    _need(fit, ["model", "min_params", "best_test_acc"], "the fewest-params frame")
+    require_columns(fit, ["model", "min_params", "best_test_acc"], "the fewest-params frame")
     by_params = [model_label(m) for m in fit.sort_values("min_params")["model"]]
     by_test = [model_label(m) for m in fit.sort_values("best_test_acc", ascending=False)["model"]]
     verdict = ("the two orders agree, as in the paper" if orders_agree(fit)
@@ -651,7 +653,7 @@ def lasso_choices(p: Profile, root=None, *, progress: bool = True) -> pd.DataFra
 
 def describe_lasso_choice(t2: pd.DataFrame) -> str:
     """The (β, λ, λ_first) Table 2's best-β row uses, and how it was chosen."""
-    _need(t2, ["row", "beta", "lam", "lam_first", "val_acc"], "the Table 2 frame")
+    require_columns(t2, ["row", "beta", "lam", "lam_first", "val_acc"], "the Table 2 frame")
     best = t2[t2["row"] == BEST_LASSO_ROW]
     if best.empty:
         raise ValueError(f"the Table 2 frame has no row {BEST_LASSO_ROW!r}")
@@ -684,7 +686,7 @@ def figure5_table(p: Profile, root=None, *, progress: bool = True) -> pd.DataFra
 
 def lasso_gains(f5: pd.DataFrame) -> pd.DataFrame:
     """Per kernel size: β-LASSO's test accuracy minus SGD's (pp)."""
-    _need(f5, ["kernel_size", "optimizer", "test_acc"], "the Figure 5 frame")
+    require_columns(f5, ["kernel_size", "optimizer", "test_acc"], "the Figure 5 frame")
     wide = f5.pivot_table(index="kernel_size", columns="optimizer", values="test_acc")
     if not {"sgd", "beta-lasso"} <= set(wide.columns):
         raise ValueError("the Figure 5 frame needs both optimizers 'sgd' and 'beta-lasso'")
@@ -739,7 +741,7 @@ def claim_longer_training(t1: pd.DataFrame) -> dict:
 def claim_lasso_beats_sgd(t2: pd.DataFrame, *, n_test: int | None = None) -> dict:
     """(b) Section 4.1, Table 2: S-FC trained with β-LASSO (the run chosen on validation) has
     higher test accuracy than S-FC trained with SGD."""
-    _need(t2, ["row", "test_acc", "paper"], "the Table 2 frame")
+    require_columns(t2, ["row", "test_acc", "paper"], "the Table 2 frame")
     by = t2.set_index("row")
     for row in ("S-FC, SGD", BEST_LASSO_ROW):
         if row not in by.index:
@@ -812,7 +814,7 @@ def claim_local_filters(lasso: dict, sgd: dict, references: dict) -> dict:
 def claim_first_layer_nonzeros(layers: pd.DataFrame) -> dict:
     """(e) Section 4.1, Figure 3: β-LASSO S-FC's first layer has fewer non-zeros than S-LOCAL's
     first layer has weights (the paper: between S-CONV's and S-LOCAL's counts)."""
-    _need(layers, ["row", "first_weights", "first_nonzeros"], "the Table 2 layers frame")
+    require_columns(layers, ["row", "first_weights", "first_nonzeros"], "the Table 2 layers frame")
     by = layers.set_index("row")
     for row in ("S-CONV, SGD", "S-LOCAL, SGD", BEST_LASSO_ROW):
         if row not in by.index:
@@ -883,7 +885,7 @@ def claims(p: Profile, root=None, *, progress: bool = True) -> pd.DataFrame:
 
 def describe_claims(claims_df: pd.DataFrame, p: Profile) -> str:
     """A sentence counting how many claims hold at this profile."""
-    _need(claims_df, ["id", "holds"], "the claims frame")
+    require_columns(claims_df, ["id", "holds"], "the claims frame")
     held = claims_df.loc[claims_df["holds"], "id"].tolist()
     text = (f"At profile {p.name}, {len(held)} of {len(claims_df)} checks come out as the paper says"
             + (f" ({', '.join(held)})" if held else "") + ".")
@@ -1115,7 +1117,7 @@ def mdl_table(p: Profile, runs: dict, *, delta: float = MDL_DELTA) -> pd.DataFra
 
 def describe_mdl_terms(p: Profile, table: pd.DataFrame, delta: float = MDL_DELTA) -> str:
     """The constants of chapter 8's Theorem 2 table, read from it: n, b, m, δ, log(2n/δ)."""
-    _need(table, ["n", "b", "m", "log_term"], "the Theorem 2 table")
+    require_columns(table, ["n", "b", "m", "log_term"], "the Theorem 2 table")
     one = table.iloc[0]
     return (f"n = {int(one['n']):,} (every trainable parameter of S-FC at α = {p.s_alpha}), b = {int(one['b'])} "
             f"bits per parameter, m = {int(one['m']):,} training images, δ = {delta:g}, "
@@ -1134,14 +1136,14 @@ def mdl_correlation(table: pd.DataFrame) -> dict[str, float]:
     :func:`mdl_table` (:func:`companion.analysis.rank_correlation`)."""
     from companion.analysis import rank_correlation
 
-    _need(table, ["description_bits", "test_acc"], "the Theorem 2 table")
+    require_columns(table, ["description_bits", "test_acc"], "the Theorem 2 table")
     return rank_correlation(table["description_bits"], table["test_acc"])
 
 
 def describe_mdl(table: pd.DataFrame, corr: dict) -> str:
     """Sentences on chapter 8's figure: the sign and strength of the rank correlation, the
     shortest and longest descriptions, and for how many runs the bound is vacuous."""
-    _need(table, ["row", "description_bits", "test_acc", "gap", "bound"], "the Theorem 2 table")
+    require_columns(table, ["row", "description_bits", "test_acc", "gap", "bound"], "the Theorem 2 table")
     n, rho, pv = corr["n"], corr["rho"], corr["p_value"]
     if rho != rho:
         trend = f"the rank correlation is undefined here ({n} runs, or a constant column)"
@@ -1201,7 +1203,7 @@ def final_locality(runs: dict, rows=LOCALITY_ROWS + ("S-LOCAL, SGD",)) -> pd.Dat
 def describe_locality(curves: pd.DataFrame, references: dict) -> str:
     """Per run, the median locality radius at the first and last tracked epoch and how far the last
     lies from uniform random weights towards S-LOCAL (0 % = uniform, 100 % = S-LOCAL)."""
-    _need(curves, ["row", "epoch", "score", "q50"], "the locality curves")
+    require_columns(curves, ["row", "epoch", "score", "q50"], "the locality curves")
     u, loc = references["uniform"]["radius"], references["s-local"]["radius"]
     parts = []
     for row, part in curves[curves["score"] == "radius"].groupby("row", sort=False):
@@ -1217,7 +1219,7 @@ def permutation_summary(table: pd.DataFrame, runs: dict) -> pd.DataFrame:
     """:func:`permutation`'s table with the standard error of each difference (two independent
     test accuracies on ``n_test`` images), whether the difference exceeds :data:`NOISE_SE` s.e.,
     and Section 4.1's claim for the row (``invariant`` for S-FC, ``not invariant`` otherwise)."""
-    _need(table, ["original", "permuted", "difference"], "the permutation table")
+    require_columns(table, ["original", "permuted", "difference"], "the permutation table")
     out = table.reset_index()
     n_test = {label: run.summary["dataset"]["n_test"] for (label, _), run in runs.items()}
     out["se"] = [(accuracy_se(o, n_test[r]) ** 2 + accuracy_se(q, n_test[r]) ** 2) ** 0.5
@@ -1230,7 +1232,7 @@ def permutation_summary(table: pd.DataFrame, runs: dict) -> pd.DataFrame:
 def describe_permutation(summary: pd.DataFrame) -> str:
     """A sentence on the permutation table: each row's change and whether it is beyond noise, and
     whether the pattern is the one Section 4.1 states."""
-    _need(summary, ["row", "difference", "se", "changes", "paper_claim"], "the permutation summary")
+    require_columns(summary, ["row", "difference", "se", "changes", "paper_claim"], "the permutation summary")
     parts = [f"{r} {d:+.2f} pp ({'beyond' if c else 'within'} {NOISE_SE:g} s.e. = {NOISE_SE * s:.2f} pp)"
              for r, d, s, c in zip(summary["row"], summary["difference"], summary["se"], summary["changes"])]
     fc = summary["paper_claim"] == "invariant"
@@ -1381,9 +1383,9 @@ SPARSE_SPEED_GOAL = 5.0
 def describe_sparse(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float = SPARSE_SPEED_GOAL) -> str:
     """Sentences on chapter 11's tables: agreement of the predictions, and speed and memory of the
     sparsest run against the goal, per thread count."""
-    _need(summary, ["row", "density", "images", "same_prediction", "max_logit_diff", "memory_ratio"],
+    require_columns(summary, ["row", "density", "images", "same_prediction", "max_logit_diff", "memory_ratio"],
           "the sparse-execution summary")
-    _need(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
+    require_columns(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
     agree = bool((summary["same_prediction"] == summary["images"]).all())
     n = int(summary["images"].iloc[0])
     first = (f"On all {n:,} test images the export predicts the same class as the dense network for every run "
@@ -1404,7 +1406,7 @@ def describe_sparse(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float = S
 
 def describe_sparse_weights(summary: pd.DataFrame) -> str:
     """Where chapter 11's trained weights came from: stored checkpoints, or training again."""
-    _need(summary, ["row", "weights", "test_acc", "stored_test_acc"], "the sparse-execution summary")
+    require_columns(summary, ["row", "weights", "test_acc", "stored_test_acc"], "the sparse-execution summary")
     again = summary[summary["weights"] == "retrained"]
     if again.empty:
         return "The trained weights were read from the runs' stored checkpoints."
@@ -1427,7 +1429,7 @@ def describe_machine(speeds: pd.DataFrame) -> str:
 
     import torch
 
-    _need(speeds, ["threads", "batch"], "the sparse-execution speeds")
+    require_columns(speeds, ["threads", "batch"], "the sparse-execution speeds")
     threads = " and ".join(str(t) for t in dict.fromkeys(speeds["threads"]))
     cpu = platform.processor() or platform.machine()
     return (f"Timed with torch {torch.__version__} on a {os.cpu_count()}-core {cpu} CPU, with {threads} "

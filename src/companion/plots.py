@@ -17,6 +17,8 @@ import math
 import pandas as pd
 from matplotlib.figure import Figure
 
+from companion.experiments import require_columns
+
 #: Figure 1's six networks: colour by connectivity, line style by depth (D solid, S dashed).
 _COLOURS = {"conv": "tab:blue", "local": "tab:orange", "fc": "tab:red"}
 _STYLES = {"d": ("-", "o"), "s": ("--", "s")}
@@ -179,11 +181,6 @@ _FAMILY_COLOURS = {"d-conv": "tab:blue", "s-conv": "tab:cyan", "3-fc": "tab:red"
 _OPTIMIZER_STYLE = {"sgd": ("SGD", "tab:gray", "o"), "beta-lasso": ("β-LASSO", "tab:purple", "s")}
 
 
-def _require(frame: pd.DataFrame, columns, what: str) -> None:
-    if missing := [c for c in columns if c not in frame.columns]:
-        raise ValueError(f"{what} lacks columns {missing}; expected {list(columns)}")
-
-
 def _label(name: str) -> str:
     return "ResNet18" if name == "resnet18" else model_label(name)
 
@@ -203,7 +200,7 @@ def table1_figure(table1: pd.DataFrame, *, short_label: str, long_label: str,
                   paper_short_label: str, paper_long_label: str) -> Figure:
     """Table 1 as grouped bars: our test accuracy after short and long training per network,
     the paper's (``paper_400``/``paper_4000``) as markers. ``table1``: :func:`experiments.table1`."""
-    _require(table1, ["model", "short_test", "long_test", "paper_400", "paper_4000"], "the Table 1 frame")
+    require_columns(table1, ["model", "short_test", "long_test", "paper_400", "paper_4000"], "the Table 1 frame")
     fig = Figure(figsize=(8, 3.6), layout="constrained")
     ax = fig.subplots()
     x = list(range(len(table1)))
@@ -229,7 +226,7 @@ def table1_accuracy_table(table1: pd.DataFrame, *, short_label: str, long_label:
                           paper_short_label: str, paper_long_label: str) -> pd.DataFrame:
     """Table 1 formatted: α, parameters (orig. / FC-emb., M), our train / test accuracy after short
     and long training, the paper's test accuracy in labelled columns."""
-    _require(table1, ["model", "alpha", "params_M", "fc_emb_M", "short_test", "long_test",
+    require_columns(table1, ["model", "alpha", "params_M", "fc_emb_M", "short_test", "long_test",
                       "short_train", "long_train", "paper_400", "paper_4000"], "the Table 1 frame")
     return pd.DataFrame({
         "model": [_label(m) for m in table1["model"]], "α": table1["alpha"],
@@ -254,7 +251,7 @@ def _pair(observation: str, a, b) -> str:
 def observations_table(observations: pd.DataFrame, *, paper_label: str) -> pd.DataFrame:
     """:func:`experiments.table1_observations` formatted: the numbers compared (pp) and whether
     each observation holds, ours and the paper's."""
-    _require(observations, ["observation", "training", "ours_a", "ours_b", "holds_here", "paper_a",
+    require_columns(observations, ["observation", "training", "ours_a", "ours_b", "holds_here", "paper_a",
                             "paper_b", "holds_in_paper"], "the observations frame")
     rows = observations.itertuples(index=False)
     out = [{"observation (Section 2.2)": r.observation, "training": r.training,
@@ -269,8 +266,8 @@ def scaling_figure(scaling: pd.DataFrame, fit: pd.DataFrame, target: float) -> F
     target of the right panel dashed) against parameters, per family; right: the fewest
     parameters reaching ``target`` % training accuracy against the family's best test accuracy.
     ``scaling``: :func:`experiments.scaling`; ``fit``: :func:`experiments.fewest_params_to_fit`."""
-    _require(scaling, ["model", "params", "train_acc", "test_acc"], "the scaling frame")
-    _require(fit, ["model", "min_params", "best_test_acc"], "the fewest-params frame")
+    require_columns(scaling, ["model", "params", "train_acc", "test_acc"], "the scaling frame")
+    require_columns(fit, ["model", "min_params", "best_test_acc"], "the fewest-params frame")
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_test, ax_train, ax_fit = fig.subplots(1, 3)
     for model, rows in scaling.groupby("model", sort=False):
@@ -304,7 +301,7 @@ def scaling_figure(scaling: pd.DataFrame, fit: pd.DataFrame, target: float) -> F
 def lasso_search_table(search: pd.DataFrame) -> pd.DataFrame:
     """The β-LASSO search (:func:`experiments.lasso_choices`) formatted: validation accuracy (the
     selection criterion), the test accuracy reported but not used, non-zeros, the choices."""
-    _require(search, ["beta", "lam", "lam_first", "train_acc", "val_acc", "test_acc", "nonzeros", "weights",
+    require_columns(search, ["beta", "lam", "lam_first", "train_acc", "val_acc", "test_acc", "nonzeros", "weights",
                       "chosen_for_beta", "chosen"], "the search frame")
     choice = [("best overall" if c else "best for its β") if cb else "" for cb, c in
               zip(search["chosen_for_beta"], search["chosen"])]
@@ -322,7 +319,7 @@ def lasso_search_table(search: pd.DataFrame) -> pd.DataFrame:
 def lasso_heatmaps(search: pd.DataFrame) -> Figure:
     """Validation accuracy of the search, one panel per β, over λ (x) and λ_first / λ (y); the
     (λ, λ_first) chosen for each β is boxed. One shared colour bar (its own axes)."""
-    _require(search, ["beta", "lam", "lam_first", "val_acc"], "the search frame")
+    require_columns(search, ["beta", "lam", "lam_first", "val_acc"], "the search frame")
     if search.empty:
         raise ValueError("the search frame has no rows")
     import numpy as np
@@ -368,8 +365,8 @@ def table2_accuracy_table(table2: pd.DataFrame, layers: pd.DataFrame, *, paper_l
     """Table 2 formatted: per row the β-LASSO settings, our validation / test accuracy, first-layer
     and total non-zeros of weights, and the paper's test accuracy in a labelled column.
     ``table2``: :func:`experiments.table2`'s frame; ``layers``: :func:`experiments.table2_layers`."""
-    _require(table2, ["row", "beta", "lam", "lam_first", "val_acc", "test_acc", "paper"], "the Table 2 frame")
-    _require(layers, ["row", "first_weights", "first_nonzeros", "total_weights", "total_nonzeros"],
+    require_columns(table2, ["row", "beta", "lam", "lam_first", "val_acc", "test_acc", "paper"], "the Table 2 frame")
+    require_columns(layers, ["row", "first_weights", "first_nonzeros", "total_weights", "total_nonzeros"],
              "the Table 2 layers frame")
     merged = table2.merge(layers, on="row", how="left", suffixes=("", "_layers"))
 
@@ -409,7 +406,7 @@ def figure5_figure(figure5: pd.DataFrame) -> Figure:
     """Figure 5 at this scale: ResNet18's test accuracy against kernel size, SGD and β-LASSO
     (left); the fraction of non-zero convolution weights (right).
     ``figure5``: :func:`experiments.figure5_table`."""
-    _require(figure5, ["kernel_size", "optimizer", "test_acc", "conv_nonzero_frac"], "the Figure 5 frame")
+    require_columns(figure5, ["kernel_size", "optimizer", "test_acc", "conv_nonzero_frac"], "the Figure 5 frame")
     fig = Figure(figsize=(8, 3.4), layout="constrained")
     ax_acc, ax_nnz = fig.subplots(1, 2)
     for optimizer, rows in figure5.groupby("optimizer", sort=False):
@@ -430,7 +427,7 @@ def figure5_figure(figure5: pd.DataFrame) -> Figure:
 
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
     """:func:`experiments.claims` formatted: claim, the paper's evidence, ours, holds here, scale."""
-    _require(claims, ["id", "claim", "paper", "ours", "holds", "scale"], "the claims frame")
+    require_columns(claims, ["id", "claim", "paper", "ours", "holds", "scale"], "the claims frame")
     return pd.DataFrame({
         "": [f"({i})" for i in claims["id"]], "claim (paper section)": claims["claim"],
         "paper's evidence": claims["paper"], "this book's evidence": claims["ours"],
@@ -449,8 +446,8 @@ def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float
     sparse export's images/s divided by the dense network's, one bar per CPU thread count, with
     the goal and equal speed marked; right, memory of both. ``summary``/``speeds``:
     :func:`experiments.sparse_execution`'s first and third tables."""
-    _require(summary, ["row", "density", "dense_bytes", "sparse_bytes"], "the sparse-execution summary")
-    _require(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
+    require_columns(summary, ["row", "density", "dense_bytes", "sparse_bytes"], "the sparse-execution summary")
+    require_columns(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
     fig = Figure(figsize=(11, 1.2 + 0.55 * len(summary)), layout="constrained")
     ax_speed, ax_mem = fig.subplots(1, 2, sharey=True)
     y = list(range(len(summary)))
@@ -483,7 +480,7 @@ def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float
 
 def sparse_summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """Chapter 11's per-run table, formatted."""
-    _require(summary, ["row", "weights", "test_acc", "density", "images", "same_prediction", "max_logit_diff",
+    require_columns(summary, ["row", "weights", "test_acc", "density", "images", "same_prediction", "max_logit_diff",
                        "dense_bytes", "sparse_bytes", "memory_ratio"], "the sparse-execution summary")
     return pd.DataFrame({
         "network": summary["row"],
@@ -500,7 +497,7 @@ def sparse_summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
 
 def sparse_layers_frame(layers: pd.DataFrame) -> pd.DataFrame:
     """Chapter 11's density per layer: one row per network, per layer its density and layout."""
-    _require(layers, ["row", "layer", "weights", "nonzeros", "density", "layout"], "the sparse layers table")
+    require_columns(layers, ["row", "layer", "weights", "nonzeros", "density", "layout"], "the sparse layers table")
     out = {"network": list(dict.fromkeys(layers["row"]))}
     for layer, rows in layers.groupby("layer", sort=False):
         cells = {r.row: f"{r.density * 100:.2f} % ({r.layout})" for r in rows.itertuples(index=False)}
@@ -510,7 +507,7 @@ def sparse_layers_frame(layers: pd.DataFrame) -> pd.DataFrame:
 
 def sparse_speed_frame(speeds: pd.DataFrame) -> pd.DataFrame:
     """Chapter 11's timings: images/s of the dense network and of its export, and their ratio."""
-    _require(speeds, ["row", "threads", "batch", "dense_images_per_s", "sparse_images_per_s", "speedup"],
+    require_columns(speeds, ["row", "threads", "batch", "dense_images_per_s", "sparse_images_per_s", "speedup"],
              "the sparse-execution speeds")
     return pd.DataFrame({
         "network": speeds["row"], "threads": speeds["threads"], "batch": speeds["batch"],

@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+from companion.experiments import require_columns
 from companion.plots import format_count
 
 #: reference networks' colours (the book's: CONV blue, LOCAL orange, FC red)
@@ -35,11 +36,6 @@ FILTER_SCHEME = ("each filter is scaled by its own largest absolute weight, and 
                  "so an all-zero pixel is grey")
 
 
-def _need(frame: pd.DataFrame, columns, what: str) -> None:
-    if missing := [c for c in columns if c not in frame.columns]:
-        raise ValueError(f"{what} lacks columns {missing}; it has {list(frame.columns)}")
-
-
 def _short(label: str) -> str:
     """``S-FC, β-LASSO (β=50)`` → ``β-LASSO (β=50)`` (inside a figure about S-FC)."""
     return label.removeprefix("S-FC, ")
@@ -53,8 +49,8 @@ def figure3(curves: pd.DataFrame, references: pd.DataFrame) -> Figure:
     one at S-FC's (:func:`companion.experiments.layer_references`). Networks whose layer has the
     same number of weights share one line. A panel whose values span more than a factor of 20 has
     a logarithmic y axis."""
-    _need(curves, ["row", "best", "epoch", "layer", "nonzeros"], "the non-zeros curves")
-    _need(references, ["layer", *REFERENCE_COLOURS], "the layer references")
+    require_columns(curves, ["row", "best", "epoch", "layer", "nonzeros"], "the non-zeros curves")
+    require_columns(references, ["layer", *REFERENCE_COLOURS], "the layer references")
     if curves.empty:
         raise ValueError("the non-zeros curves are empty (no β-LASSO run)")
     layers = list(references["layer"])
@@ -96,7 +92,7 @@ def _group_equal(values: dict[str, int]) -> dict[int, list[str]]:
 def sparsity_frame(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`companion.experiments.sparsity_table` with counts written out (thousands separators)
     and each β-LASSO count followed by its share of S-FC's weights."""
-    _need(table, ["layer", "S-FC weights"], "the sparsity table")
+    require_columns(table, ["layer", "S-FC weights"], "the sparsity table")
     out = pd.DataFrame({"layer": table["layer"]})
     for col in table.columns[1:]:
         if col.endswith(" weights"):
@@ -174,7 +170,7 @@ def filters_rows(sets: dict, *, per: int = 8) -> Figure:
 
 def locality_frame(loc: pd.DataFrame) -> pd.DataFrame:
     """:func:`companion.experiments.filters_locality` with rounded scores."""
-    _need(loc, ["filters", "count", "radius", "window_mass"], "the filters' locality")
+    require_columns(loc, ["filters", "count", "radius", "window_mass"], "the filters' locality")
     return pd.DataFrame({
         "filters": loc["filters"], "filters scored": loc["count"].map(format_count),
         "median radius (px)": loc["radius"].map(lambda v: f"{v:.2f}"),
@@ -187,7 +183,7 @@ def mdl_frame(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`companion.experiments.mdl_table` as chapter 8 prints it (n and log(2n/δ), the same
     for every row, go to the caption: :func:`companion.experiments.describe_mdl_terms`); a
     vacuous bound (≥ 1) is marked ``(vacuous)``."""
-    _need(table, ["row", "n", "k", "nonzeros", "kb", "d_g", "log_term", "description_bits", "gap",
+    require_columns(table, ["row", "n", "k", "nonzeros", "kb", "d_g", "log_term", "description_bits", "gap",
                   "bound", "train_acc", "test_acc"], "the Theorem 2 table")
     return pd.DataFrame({
         "network, training": table["row"],
@@ -206,7 +202,7 @@ def mdl_figure(table: pd.DataFrame, corr: dict) -> Figure:
     run, with Spearman's ρ (``corr``, :func:`companion.analysis.rank_correlation`) in the title;
     right, Theorem 2's bound on the test error beside the measured test error (log axis; above the
     dashed line at 1 the bound is vacuous)."""
-    _need(table, ["row", "description_bits", "test_acc", "bound"], "the Theorem 2 table")
+    require_columns(table, ["row", "description_bits", "test_acc", "bound"], "the Theorem 2 table")
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=(1.2, 1))
     for i, (row, bits, acc) in enumerate(zip(table["row"], table["description_bits"], table["test_acc"])):
@@ -250,7 +246,7 @@ def locality_figure(curves: pd.DataFrame, references: dict) -> Figure:
     locality_curves`): median line, 25–75 % and 10–90 % bands over its filters, for the radius
     (left) and the window mass (right); dashed reference lines (:func:`companion.analysis.
     reference_locality`)."""
-    _need(curves, ["row", "epoch", "score", "q10", "q25", "q50", "q75", "q90"], "the locality curves")
+    require_columns(curves, ["row", "epoch", "score", "q10", "q25", "q50", "q75", "q90"], "the locality curves")
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, (score, ylabel) in zip(axes, _SCORES.items()):
@@ -274,7 +270,7 @@ def locality_histogram(final: pd.DataFrame, references: dict, *, bins: int = 40)
     """Chapter 9: histograms of every first-layer unit's locality after training, per run
     (:func:`companion.experiments.final_locality`; units with no non-zero weight are left out),
     with the references as dashed lines."""
-    _need(final, ["row", "radius", "window_mass"], "the final locality frame")
+    require_columns(final, ["row", "radius", "window_mass"], "the final locality frame")
     fig = Figure(figsize=(10, 3.4), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, (score, xlabel) in zip(axes, _SCORES.items()):
@@ -299,7 +295,7 @@ def permutation_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """:func:`companion.experiments.permutation_summary` as chapter 10 prints it."""
     from companion.experiments import NOISE_SE
 
-    _need(summary, ["row", "original", "permuted", "difference", "se", "changes", "paper_claim"],
+    require_columns(summary, ["row", "original", "permuted", "difference", "se", "changes", "paper_claim"],
           "the permutation summary")
     return pd.DataFrame({
         "network, training": summary["row"],
