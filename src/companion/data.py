@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from companion.checks import check_int
+
 DATASETS = ("cifar10", "cifar100", "svhn", "synthetic")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "synthetic": 10}
 IMAGE_SHAPE = (32, 32, 3)  # H, W, C of every dataset here
@@ -105,17 +107,17 @@ def load_data(
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
-    _check_int("val_size", val_size, minimum=0)
+    check_int("val_size", val_size, minimum=0)
     if subset is not None:
-        _check_int("subset", subset, minimum=1)
-    _check_int("seed", seed, minimum=0)
+        check_int("subset", subset, minimum=1)
+    check_int("seed", seed, minimum=0)
     num_classes = NUM_CLASSES[dataset]
 
     if dataset == "synthetic":
         if len(synthetic_size) != 2:
             raise ValueError(f"synthetic_size must be (n_train, n_test), got {synthetic_size!r}")
-        _check_int("synthetic_size[0]", synthetic_size[0], minimum=1)
-        _check_int("synthetic_size[1]", synthetic_size[1], minimum=1)
+        check_int("synthetic_size[0]", synthetic_size[0], minimum=1)
+        check_int("synthetic_size[1]", synthetic_size[1], minimum=1)
         (x_train, y_train), (x_test, y_test) = make_synthetic(*synthetic_size)
         source, official = f"synthetic(seed={SYNTHETIC_SEED}, patch={SYNTHETIC_PATCH})", None
     else:
@@ -181,7 +183,7 @@ def load_data(
 def pixel_order(seed: int, height: int, width: int) -> torch.Tensor:
     """The fixed pixel permutation of the permutation test (Section 4.1) for ``seed``: the
     permuted image's (flattened) pixel ``i`` is the original image's pixel ``order[i]``."""
-    _check_int("permute_pixels", seed, minimum=0)
+    check_int("permute_pixels", seed, minimum=0)
     return torch.randperm(height * width, generator=torch.Generator().manual_seed(seed))
 
 
@@ -224,8 +226,8 @@ def batches(
     The permutation is drawn with ``generator`` on the generator's own device, then moved to
     ``device``. The last batch is smaller unless ``drop_last``.
     """
-    _check_int("split_size", split_size, minimum=1)
-    _check_int("batch_size", batch_size, minimum=1)
+    check_int("split_size", split_size, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
     if batch_size > split_size:
         raise ValueError(f"batch_size={batch_size} is larger than the split ({split_size} items)")
     if shuffle and generator is None:
@@ -474,8 +476,3 @@ def _content_hash(*arrays: np.ndarray) -> str:
         h.update(str((a.dtype, a.shape)).encode())
         h.update(np.ascontiguousarray(a).data)
     return h.hexdigest()
-
-
-def _check_int(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

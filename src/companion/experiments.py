@@ -1344,11 +1344,11 @@ def sparse_execution(p: Profile, root=None, *, threads=None, batch: int = 512, r
     (:func:`companion.training.trained_model`)."""
     from companion import sparse
     from companion.augment import normalize
+    from companion.checks import check_int
     from companion.data import load_data
     from companion.training import trained_model
 
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1 (test images per timed forward pass), got {batch!r}")
+    check_int("batch", batch, minimum=1)  # test images per timed forward pass
     threads = tuple(threads or sparse_threads())
     fc_runs = sparse_runs(p, root, progress=progress)
     first = next(iter(fc_runs.values())).config

@@ -52,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from companion.checks import check_int
+
 __all__ = [
     "AUTO_MAX_DENSITY", "BATCH_BLOCK", "LAYOUTS", "SparseLinear", "SparseMLP",
     "agreement", "density_report", "inference_speed", "memory_bytes", "timed", "to_sparse",
@@ -229,8 +231,7 @@ def to_sparse(model: nn.Module, *, layout: str = "auto", max_density: float = AU
         raise ValueError(f"to_sparse: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if not 0.0 <= float(max_density) <= 1.0:
         raise ValueError(f"to_sparse: max_density must be in [0, 1], got {max_density!r}")
-    if isinstance(batch_block, bool) or not isinstance(batch_block, int) or batch_block < 1:
-        raise ValueError(f"to_sparse: batch_block must be an integer >= 1, got {batch_block!r}")
+    check_int("to_sparse: batch_block", batch_block, minimum=1)
     if not isinstance(model, nn.Sequential):
         raise ValueError(f"to_sparse: expected an nn.Sequential fully-connected model (s-fc, d-fc, 3-fc), "
                          f"got {type(model).__name__}")
@@ -336,8 +337,7 @@ def timed(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, 
     """Median seconds per call of each variant: one warm-up call each, then ``repeats`` rounds
     that call every variant once, in an order rotated each round (so that a burst of load on a
     shared machine falls on all variants alike)."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    check_int("repeats", repeats, minimum=1)
     names = list(variants)
     times: dict[str, list[float]] = {n: [] for n in names}
     for n in names:
@@ -366,8 +366,7 @@ def inference_speed(model: nn.Module, sparse: SparseMLP, x: torch.Tensor, *, thr
     """Images per second of the dense eval ``model`` and its export ``sparse`` on the batch ``x``
     with ``threads`` CPU threads, measured side by side (:func:`timed`); ``speedup`` is their
     ratio (the number to quote: absolute rates drift on a shared machine)."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    check_int("threads", threads, minimum=1)
     with _threads(threads):
         t = timed({"dense": lambda: model(x), "sparse": lambda: sparse(x)}, repeats)
     n = len(x)
