@@ -197,7 +197,7 @@ def theorem2(*, n: int, k: int, nonzeros: int, m: int, train_error: float = 0.0,
             "gap": gap, "bound": train_error + gap}
 
 
-# --- (chapters-B)
+# ------------------------------------------------------------ permutation test and rank correlation
 # The permutation test's filters mapped back to the image (chapter 10) and the rank correlation
 # of chapter 8 (description length vs test accuracy).
 def unpermute_filters(filters, seed: int) -> torch.Tensor:

@@ -343,7 +343,7 @@ def _cli(args) -> int:
     return 0
 
 
-# --- chapter helpers (chapters-A)
+# ------------------------------------------------------------ chapter helpers: chapters 00, 02–05
 # What the chapters 00, 02–05 say in words and check against the paper: the settings of a
 # profile beside Appendix A.2's, the captions' data-dependent parts, and the paper's claims
 # (Sections 2.2, 3, 4.1, 4.2) decided by rules stated in each docstring. Every check is a plain
@@ -894,7 +894,7 @@ def describe_claims(claims_df: pd.DataFrame, p: Profile) -> str:
     return text
 
 
-# --- chapter helpers (chapters-B)
+# ------------------------------------------------------------ chapter helpers: chapters 06–10
 # Chapters 06–10: Figure 3 (non-zero weights per layer over training), Figures 4, 7–9 (first-
 # layer filters), Theorem 2 across Table 2's runs, the first layer's locality over training and
 # the permutation test. Plain functions of the runs / DataFrames that the table functions above

@@ -174,7 +174,7 @@ def _is_text(value) -> bool:
     return False
 
 
-# ------------------------------------------------------------------ chapters 00, 02–05 (chapters-A)
+# ------------------------------------------------------------------ chapters 00, 02–05
 # Figures and formatted tables of Table 1, Figures 2/5/6, the β-LASSO search, Table 2 and the
 # claims summary, from the frames of companion.experiments (nothing here computes a result).
 _FAMILY_COLOURS = {"d-conv": "tab:blue", "s-conv": "tab:cyan", "3-fc": "tab:red", "resnet18": "tab:green"}
