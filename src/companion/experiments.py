@@ -121,13 +121,18 @@ def lasso_search(p: Profile, root=None, *, progress: bool = True) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def best_lasso(p: Profile, root=None, *, beta: float | None = None, progress: bool = True) -> dict:
-    """(β, λ, λ_first) with the best validation accuracy in the search (for one β if given)."""
-    search = lasso_search(p, root, progress=progress)
+def pick_lasso(search: pd.DataFrame, beta: float | None = None) -> dict:
+    """(β, λ, λ_first) of the row of :func:`lasso_search`'s frame with the best validation
+    accuracy (among β = ``beta`` if given; ties go to the smaller λ)."""
     if beta is not None:
         search = search[search["beta"] == beta]
     best = search.sort_values(["val_acc", "lam"], ascending=[False, True]).iloc[0]
     return {"beta": float(best["beta"]), "lam": float(best["lam"]), "lam_first": float(best["lam_first"])}
+
+
+def best_lasso(p: Profile, root=None, *, beta: float | None = None, progress: bool = True) -> dict:
+    """(β, λ, λ_first) with the best validation accuracy in the search (for one β if given)."""
+    return pick_lasso(lasso_search(p, root, progress=progress), beta)
 
 
 def table2_configs(p: Profile, root=None, *, progress: bool = True) -> dict[str, TrainConfig]:
@@ -139,10 +144,11 @@ def table2_configs(p: Profile, root=None, *, progress: bool = True) -> dict[str,
         "3-FC, SGD": sgd(p, "3-fc", table1_alphas(p)["3-fc"], p.epochs_long),
         "S-FC, SGD": sgd(p, "s-fc", a, p.epochs_long),
     }
+    search = lasso_search(p, root, progress=progress)
     for beta in p.betas:
-        hp = best_lasso(p, root, beta=beta, progress=progress)
+        hp = pick_lasso(search, beta)
         rows[f"S-FC, β-LASSO (β={beta:g})"] = beta_lasso(p, "s-fc", a, p.epochs_long, **hp)
-    best = best_lasso(p, root, progress=progress)
+    best = pick_lasso(search)
     rows["S-FC, β-LASSO (best β on validation)"] = beta_lasso(p, "s-fc", a, p.epochs_long, **best)
     return rows
 
@@ -644,10 +650,12 @@ def lasso_choices(p: Profile, root=None, *, progress: bool = True) -> pd.DataFra
     def where(hp):
         return (search["beta"] == hp["beta"]) & (search["lam"] == hp["lam"]) & (search["lam_first"] == hp["lam_first"])
 
+    chosen = {float(beta): pick_lasso(search, float(beta)) for beta in search["beta"].unique()}
+    best = pick_lasso(search)
     search["chosen_for_beta"] = False
-    for beta in search["beta"].unique():
-        search.loc[where(best_lasso(p, root, beta=float(beta), progress=False)), "chosen_for_beta"] = True
-    search["chosen"] = where(best_lasso(p, root, progress=False))
+    for hp in chosen.values():
+        search.loc[where(hp), "chosen_for_beta"] = True
+    search["chosen"] = where(best)
     return search
 
 
@@ -1327,12 +1335,8 @@ def sparse_runs(p: Profile, root=None, *, progress: bool = True) -> dict:
     return {label: run for label, run in distinct_runs(t2_runs).items() if run.config.model == "s-fc"}
 
 
-def sparse_configs(p: Profile, root=None, *, progress: bool = True) -> list[TrainConfig]:
-    return [run.config for run in sparse_runs(p, root, progress=progress).values()]
-
-
-def sparse_execution(p: Profile, root=None, *, threads=None, batch: int = 512, repeats: int = 5,
-                     progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def sparse_execution(p: Profile, root=None, *, runs: dict | None = None, threads=None, batch: int = 512,
+                     repeats: int = 5, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Section 5's future work, measured: each distinct S-FC run of Table 2 (SGD and β-LASSO),
     exported by :func:`companion.sparse.to_sparse` (``layout="auto"``) and run on the CPU.
 
@@ -1341,7 +1345,7 @@ def sparse_execution(p: Profile, root=None, *, threads=None, batch: int = 512, r
     (the export's layout and density), and per run and thread count (images/s of both on one
     batch of ``batch`` test images, measured side by side, and their ratio). A run's weights come
     from its checkpoint or, where none is stored, from training it again
-    (:func:`companion.training.trained_model`)."""
+    (:func:`companion.training.trained_model`). ``runs``: :func:`sparse_runs`, if already at hand."""
     from companion import sparse
     from companion.augment import normalize
     from companion.checks import check_int
@@ -1350,7 +1354,7 @@ def sparse_execution(p: Profile, root=None, *, threads=None, batch: int = 512, r
 
     check_int("batch", batch, minimum=1)  # test images per timed forward pass
     threads = tuple(threads or sparse_threads())
-    fc_runs = sparse_runs(p, root, progress=progress)
+    fc_runs = runs if runs is not None else sparse_runs(p, root, progress=progress)
     first = next(iter(fc_runs.values())).config
     data = load_data(first.dataset, p.data_root, val_size=first.val_size, subset=first.subset, seed=first.seed)
     x = normalize(data.test.x, first.dataset)
