@@ -64,12 +64,12 @@ def first_layer_filters(model: nn.Module) -> torch.Tensor:
     raise ValueError(f"first layer {names[0]} is a {type(layer).__name__}; expected Linear, LocallyConnected2d or Conv2d")
 
 
-def _inside_counts(kernel: int, stride: int, padding: int, size: int) -> torch.Tensor:
-    """For each kernel offset along one axis: at how many output positions it reads a pixel
-    inside the image (not the zero padding)."""
+def _inside(kernel: int, stride: int, padding: int, size: int) -> torch.Tensor:
+    """Along one axis: ``inside[o, k]`` is True where kernel offset ``k`` at output position
+    ``o`` reads a pixel inside the image (not the zero padding)."""
     out = (size + 2 * padding - kernel) // stride + 1
     reads = stride * torch.arange(out).view(-1, 1) - padding + torch.arange(kernel).view(1, -1)
-    return ((reads >= 0) & (reads < size)).sum(0)
+    return (reads >= 0) & (reads < size)
 
 
 @torch.no_grad()
@@ -79,10 +79,9 @@ def embedded_nonzeros(model: nn.Module) -> int:
 
     FC: its non-zeros. LOCAL: the non-zeros that read a pixel inside the image. CONV: each
     non-zero weight is copied to every output position at which it reads an inside pixel (the
-    CONV ⊂ LOCAL ⊂ FC embedding), so it counts that many times; computed per kernel offset
-    without building the embedding.
+    CONV ⊂ LOCAL ⊂ FC embedding), so it counts that many times. Both are counted per kernel
+    offset (and position) without building the embedding.
     """
-    from companion.embedding import dense_from_local
     from companion.layers import LocallyConnected2d
 
     names = getattr(model, "conv_positions", ()) or getattr(model, "paper_layers", ())
@@ -93,11 +92,17 @@ def embedded_nonzeros(model: nn.Module) -> int:
     if isinstance(layer, nn.Linear):
         return int(layer.weight.count_nonzero())
     if isinstance(layer, LocallyConnected2d):
-        return int(dense_from_local(layer).count_nonzero())
+        k, s, p = layer.kernel_size, layer.stride, layer.padding
+        (h_in, w_in), (h_out, w_out) = layer.input_size, layer.output_size
+        rows, cols = _inside(k, s, p, h_in), _inside(k, s, p, w_in)  # (h_out, k), (w_out, k)
+        inside = rows.view(h_out, 1, k, 1) & cols.view(1, w_out, 1, k)
+        # weight laid out as (position y, position x, channel, offset i, offset j, out channel)
+        used = (layer.weight.reshape(h_out, w_out, layer.in_channels, k, k, -1) != 0).sum((2, 5)).cpu()
+        return int((used * inside).sum())
     if isinstance(layer, nn.Conv2d):
         size = config["image_size"]
-        rows = _inside_counts(layer.kernel_size[0], layer.stride[0], layer.padding[0], size)
-        cols = _inside_counts(layer.kernel_size[1], layer.stride[1], layer.padding[1], size)
+        rows = _inside(layer.kernel_size[0], layer.stride[0], layer.padding[0], size).sum(0)
+        cols = _inside(layer.kernel_size[1], layer.stride[1], layer.padding[1], size).sum(0)
         used = (layer.weight != 0).sum((0, 1)).cpu()  # non-zeros at each kernel offset
         return int((used * rows.view(-1, 1) * cols.view(1, -1)).sum())
     raise ValueError(f"first layer {names[0]} is a {type(layer).__name__}; expected Linear, LocallyConnected2d or Conv2d")
