@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from companion.models import build_model
-from companion.sparse import BATCH_BLOCK, LAYOUTS, SparseLinear, density_report, memory_bytes, timed, to_sparse
+from companion.sparse import (BATCH_BLOCK, LAYOUTS, SparseLinear, agreement, density_report, memory_bytes, timed,
+                              to_sparse)
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
@@ -67,11 +68,9 @@ def compare(label: str, model: torch.nn.Module, x: torch.Tensor, repeats: int) -
     samples and in one block (fewer, longer parallel regions)."""
     sparse = to_sparse(model, layout="auto")
     whole = to_sparse(model, layout="auto", batch_block=len(x))
-    with torch.no_grad():
-        dense_out, sparse_out, whole_out = model(x), sparse(x), whole(x)
-    same = bool((dense_out.argmax(1) == sparse_out.argmax(1)).all()
-                and (dense_out.argmax(1) == whole_out.argmax(1)).all())
-    err = max((dense_out - sparse_out).abs().max().item(), (dense_out - whole_out).abs().max().item())
+    checks = [agreement(model, exported, x) for exported in (sparse, whole)]
+    same = all(c["same_prediction"] == c["images"] for c in checks)
+    err = max(c["max_logit_diff"] for c in checks)
     with torch.no_grad():
         t = timed({"dense": lambda: model(x), "sparse": lambda: sparse(x), "whole": lambda: whole(x)},
                   repeats)
