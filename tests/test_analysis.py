@@ -60,3 +60,30 @@ def test_theorem2_terms_by_hand():
     assert t["bound"] == pytest.approx(0.1 + t["gap"])
     with pytest.raises(ValueError, match="1 <= k <= n"):
         theorem2(n=10, k=11, nonzeros=3, m=5)
+
+
+def test_random_placement_null_spreads_few_weights_over_the_grid():
+    from companion.analysis import random_placement_locality
+
+    counts = torch.tensor([0, 1, 3, 20, 3072])
+    null = random_placement_locality(counts, seed=1)
+    r, wm = null["radius"], null["window_mass"]
+    assert math.isnan(r[0]) and math.isnan(wm[0])  # no weight, no locality
+    assert r[1] == 0 and wm[1] == 1  # one weight is trivially "local"
+    # many weights at random: the uniform reference (≈ 13.06 px, ≈ 81/1024 of the mass)
+    assert r[4] == pytest.approx(13.06, rel=0.03) and wm[4] == pytest.approx(81 / 1024, rel=0.25)
+    many = random_placement_locality(torch.full((256,), 20), seed=2)["radius"]
+    assert 11 < float(many.median()) < 14  # 20 random pixels are far from a 9×9 field (3.65 px)
+    with pytest.raises(ValueError, match=r"unit_nonzeros must lie in \[0, 3072\]"):
+        random_placement_locality([5000])
+
+
+def test_settled_epoch_finds_when_a_series_stops_moving():
+    from companion.analysis import settled_epoch
+
+    assert settled_epoch([10, 8, 5, 4.1, 4.05, 4.0], tolerance=0.2) == 3
+    assert settled_epoch([4, 4, 4], tolerance=0.0) == 0
+    assert settled_epoch([1, 5, 1], tolerance=0.5) == 2  # it left and came back: settled only at the end
+    assert settled_epoch([float("nan"), 2.0], tolerance=1.0) == 1
+    with pytest.raises(ValueError, match="tolerance"):
+        settled_epoch([1.0], tolerance=-1)

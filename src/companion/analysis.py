@@ -254,3 +254,46 @@ def rank_correlation(x, y, *, exact_up_to: int = 8) -> dict[str, float]:
     else:
         p_value = float(stats.spearmanr(x, y).pvalue)
     return {"rho": rho, "p_value": p_value, "n": n}
+
+
+# ------------------------------------------------------------ locality nulls and settling (issue 9)
+def random_placement_locality(unit_nonzeros, image_size: int = 32, in_channels: int = 3,
+                              window: int = LOCAL_WINDOW, seed: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`locality` of a null: for every unit, as many non-zeros as it has (``unit_nonzeros``)
+    placed at uniformly random positions of the ``C × H × W`` grid, with i.i.d. uniform magnitudes.
+
+    A very sparse filter can look local only because it has few weights; the locality claim of
+    Section 4.1 (Figure 4) is compared against this null with the same count per unit.
+    Units with no non-zero get NaN, as in :func:`locality`.
+    """
+    counts = torch.as_tensor(unit_nonzeros, dtype=torch.long).flatten()
+    size = in_channels * image_size * image_size
+    if counts.numel() and (counts.min() < 0 or counts.max() > size):
+        raise ValueError(f"unit_nonzeros must lie in [0, {size}] (C·H·W), got {int(counts.min())}..{int(counts.max())}")
+    g = torch.Generator().manual_seed(seed)
+    out = {"radius": [], "window_mass": []}
+    for start in range(0, counts.numel(), 256):  # 256 units at a time keeps memory small
+        part = counts[start:start + 256]
+        keys = torch.rand(part.numel(), size, generator=g)  # a random order of the grid per unit
+        rank = keys.argsort(1).argsort(1)
+        mask = rank < part.view(-1, 1)  # the first `count` positions of each unit's order
+        filters = (mask * torch.rand(part.numel(), size, generator=g)).view(-1, in_channels, image_size, image_size)
+        for key, values in locality(filters, window).items():
+            out[key].append(values)
+    empty = torch.empty(0)
+    return {k: torch.cat(v) if v else empty for k, v in out.items()}
+
+
+def settled_epoch(values, *, tolerance: float) -> int:
+    """The first index from which a per-epoch series stays within ``tolerance`` (absolute) of
+    its last value: when a tracked quantity (first-layer density, locality radius) stops moving.
+    NaN entries never count as settled."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"values must be a non-empty 1-d series, got shape {v.shape}")
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    off = ~(np.abs(v - v[-1]) <= tolerance)  # NaN compares False, so it counts as off
+    return int(np.flatnonzero(off)[-1] + 1) if off.any() else 0
