@@ -10,10 +10,21 @@ threshold coefficient β::
 
 β = 0 is plain ℓ1 sub-gradient descent ("LASSO"); λ = 0 is plain SGD (no momentum) and thresholds
 nothing, because |θ| ≥ 0 always holds.
+
+:func:`beta_lasso_step_reference` is Algorithm 1 as written; :class:`BetaLasso` is the optimizer
+to train with. It has two modes, both tested against the reference (``tests/test_optim.py``):
+
+- ``fused=False`` (default): eager kernels, bit-identical to the implementation that produced
+  the committed results; ~2x (idle 2-core CPU) to ~3-10x (busy one) ``torch.optim.SGD``'s step.
+- ``fused=True``: one ``torch.compile``d pass per parameter tensor, close to SGD's step time on
+  CPU (best of repeats 0.9-1.1x; ``benchmarks/bench_beta_lasso.py``) after a one-off compile of
+  seconds to a minute. It rounds as the reference does, a few units in the last place away from
+  the default mode.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from numbers import Real
@@ -21,17 +32,25 @@ from numbers import Real
 import torch
 from torch import nn
 
-__all__ = ["BetaLasso", "lasso_param_groups"]
+__all__ = ["BetaLasso", "beta_lasso_step_reference", "lasso_param_groups"]
 
-# Elements per batch of work on CPU. Algorithm 1 needs four elementwise kernels (sign, gradient
-# step, ℓ1 step, threshold) where SGD needs one; running them on cache-sized pieces keeps the
-# extra passes in the CPU cache, so main-memory traffic stays SGD's (read θ, read ∇f, write θ).
-# On 30M parameters this takes ~1.9x SGD's step time against ~5-8x for whole tensors
-# (benchmarks/bench_beta_lasso.py); 2^19..2^20 elements measured best, the larger one is less
-# hurt when other processes compete for the cores (fewer parallel regions). On accelerators the
-# whole group is one batch of foreach kernels.
-_CPU_BATCH_NUMEL = 1 << 20
 
+@torch.no_grad()
+def beta_lasso_step_reference(params: Iterable[torch.Tensor], lr: float, lam: float,
+                              beta: float) -> None:
+    """One step of Algorithm 1, line by line, on every tensor in ``params`` that has a ``.grad``.
+
+    The plain statement of the algorithm, kept as the oracle for :class:`BetaLasso` (slow: five
+    passes over memory per tensor). Scalars are rounded to the parameters' dtype, as PyTorch does.
+    """
+    for theta in params:
+        if theta.grad is not None:
+            theta -= lr * (theta.grad + lam * torch.sign(theta))  # line 2, sign(θ_{t-1})
+            theta *= theta.abs() >= beta * lam  # line 3
+
+
+# ------------------------------------------------------------------------------------------------
+# The fast implementations behind BetaLasso, exact (eager) and fused (compiled).
 
 def _check_hyperparameter(name: str, value) -> float:
     """Return ``value`` as a float if it is a real number >= 0; raise ValueError otherwise."""
@@ -57,6 +76,18 @@ def _keep_above(threshold: float, dtype: torch.dtype) -> float:
     if t.item() < threshold:  # round up: smallest dtype value >= threshold
         t = torch.nextafter(t, torch.tensor(math.inf, dtype=dtype))
     return torch.nextafter(t, torch.zeros((), dtype=dtype)).item()
+
+
+# Exact mode (fused=False) keeps the kernels, and so the rounding, of the implementation behind the
+# committed results: θ ← fma(∇f, −η, θ) as torch.optim.SGD computes it, then θ ← θ − ηλ·sign(θ_old),
+# then the threshold (one exact comparison, see _keep_above). That is four elementwise kernels where
+# SGD needs one. On CPU they run on cache-sized batches of elements, so the extra passes stay in
+# the CPU cache and main-memory traffic stays SGD's (read θ, read ∇f, write θ): on 30M parameters
+# ~1.9x SGD's step time against ~5-8x for whole tensors (benchmarks/bench_beta_lasso.py).
+# 2^19..2^20 elements measured best, the larger one is less hurt when other processes compete for
+# the cores (fewer parallel regions). On accelerators the whole group is one batch of foreach
+# kernels. The fused mode needs none of this: it is one pass.
+_CPU_BATCH_NUMEL = 1 << 20
 
 
 def _batches(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -125,6 +156,59 @@ def _beta_lasso_(params: list[torch.Tensor], grads: list[torch.Tensor], *,
                 torch.hardshrink(p, keep_above, out=p)
 
 
+def _fused_update_(theta: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, lam: torch.Tensor,
+                   keep_above: torch.Tensor) -> None:
+    """Lines 2 and 3 of Algorithm 1 on one flat tensor, written to compile into one pass.
+
+    The same operations in the same order and precision as :func:`beta_lasso_step_reference`;
+    the threshold is the exact ``|θ| > keep_above`` of the exact mode (``keep_above < 0``: none).
+    """
+    new = theta - lr * (grad + lam * torch.sign(theta))
+    theta.copy_(torch.where(new.abs() <= keep_above, 0.0, new))  # like hardshrink: NaN is kept
+
+
+@functools.cache
+def _compiled_update() -> Callable[..., None]:
+    """``_fused_update_`` compiled on first use, per device and dtype. ``dynamic=True`` makes the
+    length a symbol, so one compilation serves every shape (``dynamic=False``: one per shape, ~10-20
+    s each on CPU). CPU: one vectorised C++ loop; CUDA: one Triton kernel (not tested: no GPU)."""
+    return torch.compile(_fused_update_, dynamic=True, fullgraph=True)
+
+
+def _flat_alias(t: torch.Tensor) -> torch.Tensor:
+    """A 1-D tensor on the memory of contiguous ``t`` that is not a view: the compiled function
+    then guards on its length only, not on the shape of a view's base (one compilation)."""
+    flat = torch.empty(0, dtype=t.dtype, device=t.device)
+    return flat.set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
+
+
+@torch.no_grad()
+def _beta_lasso_fused_(params: list[torch.Tensor], grads: list[torch.Tensor], *,
+                       lr: float, lam: float, beta: float) -> None:
+    """Fused mode of :func:`_beta_lasso_` (same arguments): one compiled pass per tensor, so the
+    parameters stay ordinary tensors (no flat buffer whose views would have to stay valid).
+    Non-contiguous tensors and ``lam == 0`` groups (SGD) take the exact path."""
+    if lam == 0.0:
+        _beta_lasso_(params, grads, lr=lr, lam=lam, beta=beta)
+        return
+    dtype, device = params[0].dtype, params[0].device
+    threshold = beta * lam
+    keep_above = _keep_above(threshold, dtype) if threshold > 0 else -1.0
+    # 0-d tensors, not Python floats, so a new learning rate each step does not recompile. Rounded
+    # to the dtype PyTorch computes in (float32 for 16-bit parameters), as Python scalars would be.
+    scalar_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    scalars = [torch.tensor(v, dtype=scalar_dtype, device=device) for v in (lr, lam, keep_above)]
+    update = _compiled_update()
+    rest_p, rest_g = [], []
+    for p, g in zip(params, grads):
+        if p.is_contiguous() and g.is_contiguous():
+            update(_flat_alias(p), _flat_alias(g), *scalars)
+        else:
+            rest_p.append(p)
+            rest_g.append(g)
+    if rest_p:
+        _beta_lasso_(rest_p, rest_g, lr=lr, lam=lam, beta=beta)
+
 class BetaLasso(torch.optim.Optimizer):
     """β-LASSO, Algorithm 1 of the paper: an ℓ1 sub-gradient step followed by hard thresholding.
 
@@ -138,20 +222,39 @@ class BetaLasso(torch.optim.Optimizer):
     ("β-LASSO (β = 0)" in Table 2); ``lam=0`` gives plain SGD. Parameters without a gradient are
     skipped. Works on CPU and accelerators, for any real floating dtype (mixed dtypes allowed).
 
+    ``fused`` picks the implementation, not the algorithm (the module docstring has both modes):
+    ``False`` is exact and the default, because it reproduces the committed training results bit
+    for bit; ``True`` is about twice as fast on CPU after a one-off ``torch.compile`` and rounds
+    like :func:`beta_lasso_step_reference` instead (a few units in the last place of θ from the
+    default, so a weight within that distance of βλ can land on the other side of the threshold).
+    The mode is not part of ``state_dict()``; parameters are never replaced or re-laid out.
+
     Args:
         params: parameters or parameter groups (dicts), as for any ``torch.optim.Optimizer``.
         lr: learning rate η, >= 0 (Appendix A.2: 0.1 with cosine annealing).
         lam: ℓ1 coefficient λ, >= 0 (Appendix A.2 tries 1e-6 ... 2e-5).
         beta: threshold coefficient β, >= 0 (Appendix A.2: 50).
+        fused: ``True`` for one compiled pass per tensor, ``False`` (default) for the exact mode.
     """
 
-    def __init__(self, params, lr: float = 0.1, lam: float = 1e-6, beta: float = 50.0):
+    def __init__(self, params, lr: float = 0.1, lam: float = 1e-6, beta: float = 50.0, *,
+                 fused: bool = False):
+        if not isinstance(fused, bool):
+            raise ValueError(f"BetaLasso: fused must be True or False, got {fused!r}")
+        self.fused = fused
         defaults = {
             "lr": _check_hyperparameter("lr", lr),
             "lam": _check_hyperparameter("lam", lam),
             "beta": _check_hyperparameter("beta", beta),
         }
         super().__init__(params, defaults)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "fused": self.fused}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("fused", False)  # pickled before the switch existed
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group after checking its overrides of lr/lam/beta and its parameters' dtypes."""
@@ -208,8 +311,9 @@ class BetaLasso(torch.optim.Optimizer):
                 gs.append(p.grad)
             work.extend((ps, gs, lr, lam, beta) for ps, gs in buckets.values())
 
+        update = _beta_lasso_fused_ if self.fused else _beta_lasso_
         for ps, gs, lr, lam, beta in work:
-            _beta_lasso_(ps, gs, lr=lr, lam=lam, beta=beta)
+            update(ps, gs, lr=lr, lam=lam, beta=beta)
         return loss
 
 
