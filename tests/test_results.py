@@ -1,5 +1,11 @@
 """Tests for companion.results (the run store) and companion.analysis.nonzeros."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -89,3 +95,120 @@ def test_nonzeros_counts_paper_layers_only():
     assert layer_sizes(model) == {"0": 12, "1": 6}
     with pytest.raises(ValueError, match="no `paper_layers`"):
         nonzeros(nn.Linear(2, 2))
+
+
+# --------------------------------------------------------------------------- one writer per run
+def dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_run_lock_names_its_holder_and_is_released(tmp_path):
+    with results.run_lock(tmp_path) as lock:
+        holder = results.lock_holder(tmp_path)
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        assert holder["started"] <= holder["heartbeat"] <= time.time()
+        with pytest.raises(results.RunLocked, match=rf"is being trained by pid {os.getpid()} on host "):
+            with results.run_lock(tmp_path):
+                pass
+        before = holder["heartbeat"]
+        time.sleep(0.01)
+        lock.heartbeat()
+        assert results.lock_holder(tmp_path)["heartbeat"] > before
+    assert results.lock_holder(tmp_path) is None and not (tmp_path / results.LOCK).exists()
+    with pytest.raises(KeyError):
+        with results.run_lock(tmp_path):
+            raise KeyError("boom")
+    assert not (tmp_path / results.LOCK).exists()  # released on errors too
+    assert issubclass(results.RunLocked, RuntimeError)
+
+
+def test_stale_locks_do_not_block(tmp_path):
+    now = time.time()
+    dead = {"host": socket.gethostname(), "pid": dead_pid(), "started": now, "heartbeat": now, "token": "x"}
+    results.write_json(tmp_path / results.LOCK, dead)
+    assert results.lock_holder(tmp_path) is None  # same host, pid gone
+    away = {**dead, "host": "elsewhere.invalid", "pid": os.getpid()}
+    results.write_json(tmp_path / results.LOCK, {**away, "heartbeat": now - 100})
+    assert results.lock_holder(tmp_path)["host"] == "elsewhere.invalid"  # other host, recent heartbeat
+    assert results.lock_holder(tmp_path, stale_s=50) is None  # ... older than the limit
+    with results.run_lock(tmp_path, stale_s=50):
+        assert results.lock_holder(tmp_path)["pid"] == os.getpid()
+
+
+def test_wait_waits_for_the_holder(tmp_path):
+    import threading
+
+    order = []
+    with results.run_lock(tmp_path):
+        def second():
+            with results.run_lock(tmp_path, wait=True, poll_s=0.05):
+                order.append("second")
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        order.append("first done")
+    thread.join(10)
+    assert order == ["first done", "second"]
+
+
+def cli(config: TrainConfig, root, *extra) -> list[str]:
+    args = [sys.executable, "-m", "companion", "train", "--quiet", "--out", str(root), *extra]
+    for key, value in config.to_dict().items():
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+@pytest.mark.slow
+def test_two_processes_one_writer(tmp_path):
+    """A second `companion train` of a run in training stops with one error naming the first;
+    with --wait it waits and returns the finished run; metrics get one line per epoch."""
+    config = TrainConfig(**{**TINY, "epochs": 4, "subset": 1024})
+    run_dir = tmp_path / config.run_id()
+    first = subprocess.Popen(cli(config, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while results.lock_holder(run_dir) is None:
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+        time.sleep(0.01)
+    waiter = subprocess.Popen(cli(config, tmp_path, "--wait"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    second = subprocess.run(cli(config, tmp_path, "--resume"), capture_output=True, text=True, timeout=120)
+    assert first.poll() is None, "the first run ended before the second started; make it longer"
+    assert second.returncode == 2
+    assert f"is being trained by pid {first.pid} on host {socket.gethostname()}" in second.stderr
+    assert second.stderr.count("error") == 1 and "Traceback" not in second.stderr
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    out, err = waiter.communicate(timeout=300)
+    assert waiter.returncode == 0 and f"run: {run_dir}" in out, err
+    assert [m["epoch"] for m in results.read_jsonl(run_dir / results.METRICS)] == [1, 2, 3, 4]
+    assert not (run_dir / results.LOCK).exists() and results.find_run(config, tmp_path).finished
+
+
+def test_stale_lock_of_a_killed_process_does_not_block_training(tmp_path):
+    config = TrainConfig(**TINY)
+    run_dir = tmp_path / config.run_id()
+    run_dir.mkdir()
+    now = time.time()
+    results.write_json(run_dir / results.LOCK, {"host": socket.gethostname(), "pid": dead_pid(),
+                                                "started": now, "heartbeat": now, "token": "x"})
+    run = train(config, root=tmp_path, progress=False)
+    assert run.finished and not (run_dir / results.LOCK).exists()
+    # a finished run is returned without locking, even while someone holds its lock
+    with results.run_lock(run_dir):
+        assert train(config, root=tmp_path, progress=False).summary == run.summary
+
+
+def test_committed_runs_are_still_found():
+    """Run ids and the store's format are unchanged: the committed results are found."""
+    from pathlib import Path
+
+    committed = sorted(Path(__file__).parents[1].glob("results/*/*/summary.json"))
+    if not committed:
+        pytest.skip("no committed results")
+    for summary in committed[:20]:
+        config = TrainConfig.from_dict(results._read_json(summary.parent / results.CONFIG))
+        assert config.run_id() == summary.parent.name
+        assert results.find_run(config, summary.parent.parent).path == summary.parent

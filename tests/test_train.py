@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from companion import results
 from companion.config import TrainConfig
 from companion.analysis import first_layer_filters
 from companion.models import build_model
-from companion.training import KILL_ENV, CheckpointError, train
+from companion.training import CheckpointError, train
 
 # A tiny run: synthetic task, 256 training images (+64 validation), batch 64 -> 4 steps/epoch.
 TINY = dict(model="s-conv", alpha=2, epochs=2, dataset="synthetic", subset=256, val_size=64,
@@ -212,35 +214,74 @@ def test_non_finite_loss_stops_and_does_not_look_finished(tmp_path):
     assert results.load_runs(tmp_path).empty
 
 
-def _interrupted_then_resumed(tmp_path, config):
-    """Run the CLI in a subprocess that SIGKILLs itself after epoch 1's checkpoint, then resume."""
-    args = [sys.executable, "-m", "companion", "train", "--quiet", "--out", str(tmp_path)]
+def cli_args(config: TrainConfig, root) -> list[str]:
+    """``companion train`` flags for ``config``."""
+    args = ["train", "--quiet", "--out", str(root)]
     for key, value in config.to_dict().items():
         if value is not None:
             args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def kill_after_first_checkpoint(command: list[str], run_dir: Path, timeout: float = 120) -> None:
+    """Start ``command`` (in its own process group), SIGKILL the group as soon as ``run_dir``
+    holds a checkpoint, and check that it was killed before finishing."""
     # same thread count as this process: CPU GEMM summation order depends on it
-    env = {**os.environ, KILL_ENV: "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -9, proc.stderr  # killed by SIGKILL
-    run_dir = tmp_path / config.run_id()
-    assert torch.load(run_dir / results.CHECKPOINT, weights_only=True)["epoch"] == 1
-    assert not (run_dir / results.SUMMARY).exists()
-    assert results.read_jsonl(run_dir / results.METRICS) == []  # killed before its line was appended
-    with pytest.raises(FileExistsError, match="unfinished run"):
-        train(config, root=tmp_path, progress=False)  # resume=False never discards progress
-    return train(config, root=tmp_path, resume=True, progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not (run_dir / results.CHECKPOINT).exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / results.SUMMARY).exists()  # killed mid-run
+    assert (run_dir / results.LOCK).exists()  # left behind by the killed process ...
+    assert results.lock_holder(run_dir) is None  # ... and stale
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_exact(tmp_path):
-    config = tiny(epochs=3, dropout=0.5, optimizer="beta-lasso", lam=1e-4)  # dropout: RNG replay too
-    resumed = _interrupted_then_resumed(tmp_path / "a", config)
+    config = tiny(epochs=4, subset=1024, dropout=0.5, optimizer="beta-lasso", lam=1e-4)  # dropout: RNG replay too
+    run_dir = tmp_path / "a" / config.run_id()
+    kill_after_first_checkpoint([sys.executable, "-m", "companion", *cli_args(config, tmp_path / "a")], run_dir)
+    killed_at = torch.load(run_dir / results.CHECKPOINT, weights_only=True)["epoch"]
+    assert 1 <= killed_at < config.epochs
+    with pytest.raises(FileExistsError, match="unfinished run"):
+        train(config, root=tmp_path / "a", progress=False)  # resume=False never discards progress
+    resumed = train(config, root=tmp_path / "a", resume=True, progress=False)
+    assert not (run_dir / results.LOCK).exists()
     straight = train(config, root=tmp_path / "b", progress=False)
     a, b = weights(resumed), weights(straight)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ma = results.read_jsonl(resumed.path / results.METRICS)
     mb = results.read_jsonl(straight.path / results.METRICS)
-    assert len(ma) == 3 and comparable(ma) == comparable(mb)
-    assert resumed.summary["resumed_at"] == [1] and straight.summary["resumed_at"] == []
+    assert len(ma) == 4 and comparable(ma) == comparable(mb)
+    assert resumed.summary["resumed_at"] == [killed_at] and straight.summary["resumed_at"] == []
+
+
+def test_crash_between_checkpoint_and_metrics_line_resumes_exactly(tmp_path, monkeypatch):
+    """The narrowest window: epoch 1's checkpoint is written, its metrics line is not."""
+    config = tiny(epochs=2)
+
+    def crash(path, row):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(results, "append_jsonl", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, root=tmp_path / "a", progress=False)
+    monkeypatch.undo()
+    run_dir = tmp_path / "a" / config.run_id()
+    assert results.read_jsonl(run_dir / results.METRICS) == [] and not (run_dir / results.LOCK).exists()
+    resumed = train(config, root=tmp_path / "a", resume=True, progress=False)
+    straight = train(config, root=tmp_path / "b", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(weights(resumed).values(), weights(straight).values()))
+    assert comparable(results.read_jsonl(resumed.path / results.METRICS)) == comparable(
+        results.read_jsonl(straight.path / results.METRICS))
 
 
 def test_corrupt_checkpoint_is_one_clear_error(tmp_path):

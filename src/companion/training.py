@@ -20,9 +20,9 @@ mixed precision, per-epoch metrics and checkpoints, exact resume.
 - Weight decay (SGD) applies to all parameters, as ``torch.optim.SGD`` does; β-LASSO's λ applies
   to weight tensors only (``lasso_param_groups``).
 
-Test hook: if the environment variable ``COMPANION_TEST_KILL_AFTER_EPOCH=N`` is set, the process
-kills itself with SIGKILL right after writing epoch N's checkpoint (before its metrics line is
-appended), to test that resuming after a hard crash is exact. Not for other use.
+- One writer per run: the run directory is locked while training (:func:`results.run_lock`).
+- Data parallel (``torchrun --nproc-per-node N -m companion train ...``): the same run on N
+  processes, see :mod:`companion.distributed`; rank 0 alone touches the results store.
 """
 
 from __future__ import annotations
@@ -33,30 +33,23 @@ import math
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from companion import results
+from companion import distributed, results
 from companion.analysis import (embedded_nonzeros, first_layer_filters, layer_sizes, locality, locality_quantiles,
                                 nonzeros)
 from companion.config import TrainConfig
-from companion.results import Run
+from companion.results import CHECKPOINT_FORMAT, CheckpointError, Run, load_checkpoint  # noqa: F401 (re-exported)
 
-KILL_ENV = "COMPANION_TEST_KILL_AFTER_EPOCH"
-CHECKPOINT_FORMAT = 1
 EVAL_BATCH = 1024
 #: arrays.npz keeps this many first-layer filters (as float16 on the input grid) for Figures 4, 7-9
 FILTER_SAMPLE = 32
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be resumed from (corrupt, truncated, or from another config)."""
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -168,35 +161,10 @@ def training_inputs(x, augment, generator: torch.Generator, permutation=None) ->
     return x if permutation is None else permutation(x)
 
 
-def load_checkpoint(path: Path, config: TrainConfig, device: torch.device) -> dict:
-    """Read and check a checkpoint: one :class:`CheckpointError` if corrupt or from another config."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError("not a companion checkpoint")
-    except Exception as exc:  # unpicklable, truncated, wrong zip, ... : all mean the same here
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
-            "delete it to train from scratch"
-        ) from None
-    try:
-        theirs = TrainConfig.from_dict(state["config"]).result_fields()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} holds no readable config ({exc})") from None
-    ours = config.result_fields()
-    if theirs != ours:
-        diff = ", ".join(
-            f"{k}: {theirs.get(k)!r} (checkpoint) vs {ours.get(k)!r}"
-            for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)
-        )
-        raise CheckpointError(f"checkpoint {path} is from a different config ({diff}); not resuming")
-    return state
-
-
-# --------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------- the run
 def train(
     config: TrainConfig, *, root: str | os.PathLike = "runs", resume: bool = False,
-    progress: bool = True, force: bool = False,
+    progress: bool = True, force: bool = False, wait: bool = False,
 ) -> Run:
     """Train ``config`` into ``root/<run_id>/`` and return the finished :class:`Run`.
 
@@ -205,7 +173,10 @@ def train(
     finished nor an unfinished run is lost to a failed retrain). ``resume=True`` continues an
     unfinished run from its checkpoint (or starts fresh if there is none); with
     ``resume=False`` an unfinished run's checkpoint is a ``FileExistsError`` (never silently
-    thrown away).
+    thrown away). One writer per run: while training, the run is held by
+    :func:`~companion.results.run_lock`; another process training it is
+    :class:`~companion.results.RunLocked`, or is waited for with ``wait=True``.
+    Under ``torchrun`` every rank calls this and trains its share (:mod:`companion.distributed`).
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -215,231 +186,302 @@ def train(
     if config.subset is not None and config.batch_size > config.subset:  # known before loading data
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set "
                          f"({config.subset} images, subset={config.subset}); use batch_size <= {config.subset}")
-    root = Path(root)
-    if not force:
-        done = results.find_run(config, root)
-        if done is not None:
-            return done
     device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
+    with distributed.session(device) as group:
+        device = group.device(device)
+        job = _Job(config, device, resolve_precision(config.precision, device), group)
+        return distributed.run(group, lambda start: _lead(job, Path(root), resume, progress, force, wait, start),
+                               lambda state: _run(job, None, state, False, None))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One process's part in one run."""
+
+    config: TrainConfig
+    device: torch.device
+    precision: str
+    group: distributed.Group
+
+
+def _lead(job: _Job, root: Path, resume: bool, progress: bool, force: bool, wait: bool, start) -> Run:
+    """Rank 0 (or the one process): find, lock, resume or retrain the run. ``start(state)``
+    tells the other ranks to train from ``state`` (see :func:`companion.distributed.run`)."""
+    config = job.config
+    if not force and (done := results.find_run(config, root)) is not None:
+        return done
     final_dir = root / config.run_id()
     root.mkdir(parents=True, exist_ok=True)
-    if not force:
-        if (final_dir / results.CHECKPOINT).exists() and not resume:
-            raise FileExistsError(
-                f"an unfinished run of this config exists in {final_dir}; resume it (resume=True, "
-                "--resume) or retrain from scratch (force=True, --force)"
-            )
-        created = not final_dir.exists()
-        final_dir.mkdir(exist_ok=True)
-        try:
-            _run(config, final_dir, device, precision, resume, progress)
-        except BaseException:
-            if created and not any(final_dir.iterdir()):  # failed before writing anything
-                final_dir.rmdir()
-            raise
-        return results.load_run(final_dir)
-    work_dir = Path(tempfile.mkdtemp(prefix=f".{config.run_id()}.", dir=root))
+    created = not final_dir.exists()
+    final_dir.mkdir(exist_ok=True)
     try:
-        _run(config, work_dir, device, precision, False, progress)
-    except BaseException:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise
-    if final_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{config.run_id()}.old.", dir=root))
-        os.replace(final_dir, old / "run")
-        os.replace(work_dir, final_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work_dir, final_dir)
+        with results.run_lock(final_dir, wait=wait) as lock:
+            def fit(run_dir: Path, state: dict | None) -> None:
+                start(state)
+                _run(job, run_dir, state, progress, lock)
+
+            if not force:
+                if (done := results.find_run(config, root)) is not None:  # finished while we waited
+                    return done
+                checkpoint = final_dir / results.CHECKPOINT
+                if checkpoint.exists() and not resume:
+                    raise FileExistsError(
+                        f"an unfinished run of this config exists in {final_dir}; resume it (resume=True, "
+                        "--resume) or retrain from scratch (force=True, --force)")
+                state = None
+                if checkpoint.exists():  # read before any work or write
+                    where = torch.device("cpu") if job.group.distributed else job.device
+                    state = load_checkpoint(checkpoint, config, where)
+                fit(final_dir, state)
+            else:
+                _retrain(job.config, root, final_dir, fit)
+    finally:
+        if created and final_dir.is_dir() and not any(final_dir.iterdir()):  # failed before writing
+            final_dir.rmdir()
     return results.load_run(final_dir)
 
 
-def _run(config: TrainConfig, run_dir: Path, device: torch.device, precision: str,
-         resume: bool, progress: bool) -> None:
+def _retrain(config: TrainConfig, root: Path, final_dir: Path, fit) -> None:
+    """``force=True``: ``fit`` in a side directory, then swap it in for ``final_dir``."""
+    work_dir = Path(tempfile.mkdtemp(prefix=f".{config.run_id()}.", dir=root))
+    try:
+        fit(work_dir, None)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    old = Path(tempfile.mkdtemp(prefix=f".{config.run_id()}.old.", dir=root))
+    os.replace(final_dir, old / "run")
+    os.replace(work_dir, final_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the epoch loop
+def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lock) -> None:
+    """Train from ``state`` (a checkpoint, or None) to the last epoch. Rank 0 evaluates, writes
+    metrics and checkpoints into ``run_dir``, then the arrays and summary."""
     from tqdm import tqdm
 
+    config, writer = job.config, job.group.writer
+    loop = _build(job, state)
+    start, metrics, wall_before, resumed_at = 0, [], 0.0, []
+    if state is not None:
+        start, metrics = state["epoch"], list(state["metrics"])
+        wall_before, resumed_at = state["wall_time_s"], list(state["resumed_at"]) + [start]
+        del state
+    if writer:
+        results.write_json(run_dir / results.CONFIG, config.to_dict())
+        results.write_jsonl(run_dir / results.METRICS, metrics)  # the metrics the checkpoint vouches for
+    sizes = layer_sizes(loop.model)
+    session_start = time.perf_counter()
+    bar = tqdm(total=config.epochs * loop.steps, initial=start * loop.steps, disable=not (progress and writer),
+               desc=f"{config.model} α={config.alpha} {config.run_id()}", unit="step", dynamic_ncols=True)
+    try:
+        for epoch in range(start + 1, config.epochs + 1):
+            t0 = time.perf_counter()
+            lr = loop.scheduler.get_last_lr()[0]
+            train_loss, train_acc = train_epoch(loop, epoch, bar)
+            if not math.isfinite(train_loss):
+                last = f"epoch {epoch - 1}'s checkpoint is kept" if epoch > 1 else "no checkpoint was written"
+                raise RuntimeError(
+                    f"training diverged: non-finite training loss ({train_loss}) in epoch {epoch} of "
+                    f"{config.run_id()} (lr={config.lr}); {last}; the run is not finished")
+            if not writer:
+                continue
+            row = epoch_metrics(loop, epoch, train_loss, train_acc, lr, sizes, t0)
+            metrics.append(row)
+            bar.set_postfix({"epoch": epoch, "loss": f"{train_loss:.3f}", "acc": f"{train_acc:.3f}",
+                             **{k[:-4]: f"{row[k]:.3f}" for k in ("val_acc", "test_acc") if row[k] is not None}})
+            save_checkpoint(run_dir / results.CHECKPOINT, loop, epoch, metrics, resumed_at,
+                            wall_before + time.perf_counter() - session_start)
+            results.append_jsonl(run_dir / results.METRICS, row)
+            lock.heartbeat()
+    finally:
+        bar.close()
+    if writer:
+        _finish(loop, run_dir, metrics, wall_before + time.perf_counter() - session_start, resumed_at)
+
+
+@dataclass
+class _Loop:
+    """What the epoch loop works on. ``model``: the network (its checkpoint and analysis);
+    ``net``: what the forward pass calls (``model`` itself, or its DDP wrapper)."""
+
+    job: _Job
+    data: object
+    permutation: object
+    model: torch.nn.Module
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: object
+    augment: object
+    steps: int
+
+
+def _build(job: _Job, state: dict | None) -> _Loop:
+    """Data, network, optimizer, cosine schedule (and ``state``'s values when resuming)."""
     from companion.augment import make_augment
-    from companion.data import PixelPermutation, batches, load_data
+    from companion.data import PixelPermutation, load_data
     from companion.models import build_model
 
-    checkpoint_path = run_dir / results.CHECKPOINT
-    state = None
-    if resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, config, device)  # before any work or write
-
-    data = load_data(
-        config.dataset, config.data_root, val_size=config.val_size, subset=config.subset,
-        seed=config.seed, device=device,
-    )
+    config, device, group = job.config, job.device, job.group
+    data = load_data(config.dataset, config.data_root, val_size=config.val_size, subset=config.subset,
+                     seed=config.seed, device=device)
     permutation = (None if config.permute_pixels is None else
                    PixelPermutation(config.permute_pixels, data.image_size, data.image_size, device))
     n_train = len(data.train.y)
     if config.batch_size > n_train:
         raise ValueError(
             f"batch_size {config.batch_size} is larger than the training set ({n_train} images "
-            f"of {config.dataset} after subset/val_size); use batch_size <= {n_train}"
-        )
+            f"of {config.dataset} after subset/val_size); use batch_size <= {n_train}")
+    if config.batch_size < group.world_size:
+        raise ValueError(f"batch_size {config.batch_size} is smaller than the number of processes "
+                         f"({group.world_size}); every process needs at least one image of each batch")
     steps = n_train // config.batch_size
-
     torch.manual_seed(config.seed)
-    model = build_model(
-        config.model, config.alpha, image_size=data.image_size, in_channels=data.in_channels,
-        num_classes=data.num_classes, dropout=config.dropout, kernel_size=config.kernel_size,
-        device=device,
-    )
+    model = build_model(config.model, config.alpha, image_size=data.image_size, in_channels=data.in_channels,
+                        num_classes=data.num_classes, dropout=config.dropout, kernel_size=config.kernel_size,
+                        device=device)
+    net = distributed.data_parallel(model, group)
+    model = net.module if group.distributed else model
     optimizer = make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16-amp" else None
-    augment = make_augment(config.augment, config.dataset)
+    scaler = torch.amp.GradScaler(device.type) if job.precision == "fp16-amp" else None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
-    metrics: list[dict] = []
-    start_epoch, wall_before, resumed_at = 0, 0.0, []
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        start_epoch, metrics = state["epoch"], list(state["metrics"])
-        wall_before, resumed_at = state["wall_time_s"], list(state["resumed_at"]) + [start_epoch]
-        del state
-    results.write_json(run_dir / results.CONFIG, config.to_dict())
-    results.write_jsonl(run_dir / results.METRICS, metrics)  # the metrics the checkpoint vouches for
-    sizes = layer_sizes(model)
-    session_start = time.perf_counter()
-
-    bar = tqdm(total=config.epochs * steps, initial=start_epoch * steps, disable=not progress,
-               desc=f"{config.model} α={config.alpha} {run_dir.name}", unit="step", dynamic_ncols=True)
-    try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            t0 = time.perf_counter()
-            torch.manual_seed(epoch_seed(config.seed, epoch, "dropout"))
-            order = _generator(device, epoch_seed(config.seed, epoch, "order"))
-            aug = _generator(device, epoch_seed(config.seed, epoch, "augment"))
-            lr = scheduler.get_last_lr()[0]
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            for idx in batches(n_train, config.batch_size, generator=order, shuffle=True,
-                               drop_last=True, device=device):
-                x = training_inputs(data.train.x[idx], augment, aug, permutation)
-                y = data.train.y[idx]
-                with autocast(device, precision):
-                    logits = model(x)
-                    loss = F.cross_entropy(logits, y)
-                optimizer_step(loss, optimizer, scaler)
-                scheduler.step()
-                loss_sum += loss.detach().float()
-                correct += (logits.detach().argmax(1) == y).sum()
-                bar.update()
-            train_loss = loss_sum.item() / steps  # the epoch's one sync of the training loop
-            if not math.isfinite(train_loss):
-                last = f"epoch {epoch - 1}'s checkpoint is kept" if epoch > 1 else "no checkpoint was written"
-                raise RuntimeError(
-                    f"training diverged: non-finite training loss ({train_loss}) in epoch {epoch} of "
-                    f"{run_dir.name} (lr={config.lr}); {last}; the run is not finished"
-                )
-            train_acc = correct.item() / (steps * config.batch_size)
-            train_seconds = time.perf_counter() - t0
-            row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-                   "val_acc": None, "test_acc": None, "lr": lr}
-            if epoch % config.track_every == 0 or epoch == config.epochs:
-                if data.val is not None:
-                    row["val_acc"] = evaluate(model, data.val, config.dataset, device, precision, permutation)
-                row["test_acc"] = evaluate(model, data.test, config.dataset, device, precision, permutation)
-            row["nonzeros"] = nonzeros(model)
-            row["params"] = sizes
-            row["locality"] = locality_quantiles(model)  # first layer, Section 4.1 / Figure 4
-            row["images_per_s"] = steps * config.batch_size / train_seconds
-            row["seconds"] = time.perf_counter() - t0
-            metrics.append(row)
-            postfix = {"epoch": epoch, "loss": f"{train_loss:.3f}", "acc": f"{train_acc:.3f}"}
-            for key in ("val_acc", "test_acc"):
-                if row[key] is not None:
-                    postfix[key.removesuffix("_acc")] = f"{row[key]:.3f}"
-            bar.set_postfix(postfix)
-            ckpt = {
-                "format": CHECKPOINT_FORMAT, "run_id": config.run_id(), "config": config.to_dict(),
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "metrics": metrics, "resumed_at": resumed_at,
-                "wall_time_s": wall_before + time.perf_counter() - session_start,
-            }
-            results.write_atomic(checkpoint_path, lambda f: torch.save(ckpt, f))
-            if os.environ.get(KILL_ENV) == str(epoch):  # test hook, see module docstring
-                os.kill(os.getpid(), signal.SIGKILL)
-            results.append_jsonl(run_dir / results.METRICS, row)
-    finally:
-        bar.close()
-
-    wall = wall_before + time.perf_counter() - session_start
-    _finish(config, run_dir, model, metrics, data, device, precision, wall, resumed_at)
+    return _Loop(job, data, permutation, model, net, optimizer, scheduler, scaler,
+                 make_augment(config.augment, config.dataset), steps)
 
 
-def _finish(config, run_dir, model, metrics, data, device, precision, wall, resumed_at) -> None:
+def train_epoch(loop: _Loop, epoch: int, bar) -> tuple[float, float]:
+    """One pass over the training set in a fresh order (Appendix A.2); returns the mean training
+    loss and accuracy over all ranks. Order, augmentation and dropout are seeded by (seed, epoch)."""
+    from companion.data import batches
+
+    job = loop.job
+    config, device, group = job.config, job.device, job.group
+    dropout = "dropout" if group.rank == 0 else f"dropout:{group.rank}"
+    torch.manual_seed(epoch_seed(config.seed, epoch, dropout))
+    order = _generator(device, epoch_seed(config.seed, epoch, "order"))
+    aug = _generator(device, epoch_seed(config.seed, epoch, "augment"))
+    loop.net.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for idx in batches(len(loop.data.train.y), config.batch_size, generator=order, shuffle=True,
+                       drop_last=True, device=device):
+        x = group.shard(training_inputs(loop.data.train.x[idx], loop.augment, aug, loop.permutation))
+        y = group.shard(loop.data.train.y[idx])
+        with autocast(device, job.precision):
+            logits = loop.net(x)
+            loss = group.loss(logits, y, len(idx))
+        optimizer_step(loss, loop.optimizer, loop.scaler)
+        loop.scheduler.step()
+        loss_sum += loss.detach().float()
+        correct += (logits.detach().argmax(1) == y).sum()
+        bar.update()
+    # the epoch's one sync of the training loop
+    train_loss = group.total(loss_sum).item() / group.world_size / loop.steps
+    return train_loss, group.total(correct).item() / (loop.steps * config.batch_size)
+
+
+def epoch_metrics(loop: _Loop, epoch: int, train_loss: float, train_acc: float, lr: float,
+                  sizes: dict, t0: float) -> dict:
+    """The epoch's metrics line: training numbers, val/test accuracy (every ``track_every``
+    epochs and the last), non-zeros per layer and the first layer's locality (Figure 4)."""
+    job = loop.job
+    config = job.config
+    train_seconds = time.perf_counter() - t0
+    row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+           "val_acc": None, "test_acc": None, "lr": lr}
+    if epoch % config.track_every == 0 or epoch == config.epochs:
+        if loop.data.val is not None:
+            row["val_acc"] = evaluate(loop.model, loop.data.val, config.dataset, job.device, job.precision,
+                                      loop.permutation)
+        row["test_acc"] = evaluate(loop.model, loop.data.test, config.dataset, job.device, job.precision,
+                                   loop.permutation)
+    row["nonzeros"] = nonzeros(loop.model)
+    row["params"] = sizes
+    row["locality"] = locality_quantiles(loop.model)  # first layer, Section 4.1 / Figure 4
+    row["images_per_s"] = loop.steps * config.batch_size / train_seconds
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def save_checkpoint(path: Path, loop: _Loop, epoch: int, metrics: list[dict], resumed_at: list[int],
+                    wall: float) -> None:
+    """Everything needed to continue after ``epoch`` exactly."""
+    results.write_checkpoint(path, {
+        "run_id": loop.job.config.run_id(), "config": loop.job.config.to_dict(), "epoch": epoch,
+        "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict(),
+        "scaler": loop.scaler.state_dict() if loop.scaler is not None else None,
+        "metrics": metrics, "resumed_at": resumed_at, "wall_time_s": wall,
+    })
+
+
+def _finish(loop: _Loop, run_dir: Path, metrics: list[dict], wall: float, resumed_at: list[int]) -> None:
     """arrays.npz, then summary.json (last, atomically: the run's 'finished' marker)."""
+    first, filters, units = _save_arrays(loop, run_dir / results.ARRAYS)
+    results.write_json(run_dir / results.SUMMARY, summary(loop, metrics, wall, resumed_at, first, filters, units))
+
+
+def _save_arrays(loop: _Loop, path: Path):
+    """The first layer's filters (Figures 4, 7-9 draw filters "chosen randomly among all filters
+    with at least 20 non-zero values": FILTER_SAMPLE of them, seeded), non-zeros and locality."""
     import numpy as np
 
-    import companion
-
+    model = loop.model
     first = (getattr(model, "conv_positions", ()) or model.paper_layers)[0]
     filters = first_layer_filters(model).float()  # units × C × H × W, on the input grid
     unit_nonzeros = filters.flatten(1).count_nonzero(1)
     scores = locality(filters)
-    # Figures 4, 7-9 draw filters "chosen randomly among all filters with at least 20 non-zero
-    # values": keep FILTER_SAMPLE of them (seeded), all units' non-zeros and locality scores.
     eligible = (unit_nonzeros >= 20).nonzero().flatten().cpu()
     if eligible.numel() == 0:
         eligible = torch.arange(filters.shape[0])
-    g = torch.Generator().manual_seed(config.seed)
+    g = torch.Generator().manual_seed(loop.job.config.seed)
     units = eligible[torch.randperm(eligible.numel(), generator=g)[:FILTER_SAMPLE]].sort().values
-    results.write_atomic(
-        run_dir / results.ARRAYS,
-        lambda f: np.savez_compressed(
-            f, first_layer_name=np.array(first), filter_units=units.numpy(),
-            filters=filters[units.to(filters.device)].cpu().to(torch.float16).numpy(),
-            unit_nonzeros=unit_nonzeros.to(torch.int32).cpu().numpy(),
-            locality_radius=scores["radius"].cpu().numpy(),
-            locality_window_mass=scores["window_mass"].cpu().numpy(),
-        ),
-    )
+    results.write_atomic(path, lambda f: np.savez_compressed(
+        f, first_layer_name=np.array(first), filter_units=units.numpy(),
+        filters=filters[units.to(filters.device)].cpu().to(torch.float16).numpy(),
+        unit_nonzeros=unit_nonzeros.to(torch.int32).cpu().numpy(),
+        locality_radius=scores["radius"].cpu().numpy(),
+        locality_window_mass=scores["window_mass"].cpu().numpy()))
+    return first, filters, units
+
+
+def summary(loop: _Loop, metrics: list[dict], wall: float, resumed_at: list[int], first: str,
+            filters: torch.Tensor, units: torch.Tensor) -> dict:
+    """summary.json: final and best-validation numbers, non-zeros, provenance."""
+    import companion
+
+    job = loop.job
+    config = job.config
     last = metrics[-1]
     tracked = [m for m in metrics if m["val_acc"] is not None]
     best = max(tracked, key=lambda m: m["val_acc"]) if tracked else None
-    final_nonzeros = last["nonzeros"]
-    summary = {
-        "run_id": config.run_id(),
-        "config": config.to_dict(),
-        "epochs": config.epochs,
-        "final_train_loss": last["train_loss"],
-        "final_train_acc": last["train_acc"],
-        "final_val_acc": last["val_acc"],
-        "final_test_acc": last["test_acc"],
+    return {
+        "run_id": config.run_id(), "config": config.to_dict(), "epochs": config.epochs,
+        "final_train_loss": last["train_loss"], "final_train_acc": last["train_acc"],
+        "final_val_acc": last["val_acc"], "final_test_acc": last["test_acc"],
         "best_val_acc": best["val_acc"] if best else None,
         "best_val_epoch": best["epoch"] if best else None,
         "test_acc_at_best_val": best["test_acc"] if best else None,
-        "nonzeros": final_nonzeros,
-        "params": last["params"],
-        "total_nonzeros": sum(final_nonzeros.values()),
-        "total_weights": sum(last["params"].values()),
-        "wall_time_s": wall,
-        "resumed_at": resumed_at,
-        "package_version": companion.__version__,
-        "git_commit": git_commit(),
-        "torch_version": torch.__version__,
-        "device_used": str(device),
-        "device_name": device_name(device),
-        "precision_used": precision,
-        "dataset": data.fingerprint,
+        "nonzeros": last["nonzeros"], "params": last["params"],
+        "total_nonzeros": sum(last["nonzeros"].values()), "total_weights": sum(last["params"].values()),
+        "wall_time_s": wall, "resumed_at": resumed_at,
+        "package_version": companion.__version__, "git_commit": git_commit(),
+        "torch_version": torch.__version__, "device_used": str(job.device),
+        "device_name": device_name(job.device), "precision_used": job.precision,
+        "world_size": job.group.world_size, "dataset": loop.data.fingerprint,
         "first_layer": {"layer": first, "units": int(filters.shape[0]),
-                        "embedded_nonzeros": embedded_nonzeros(model),
-                        "filters_saved": int(units.numel())},
+                        "embedded_nonzeros": embedded_nonzeros(loop.model), "filters_saved": int(units.numel())},
     }
-    results.write_json(run_dir / results.SUMMARY, summary)
 
 
 # --------------------------------------------------------------------------- trained weights
@@ -488,7 +530,8 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train one model (Appendix A.2 defaults)",
         description="Train one model into the results store (DIR/<run id>/). A finished run of the "
-                    "same config is reused unless --force.",
+                    "same config is reused unless --force. Data parallel on N processes (one run): "
+                    "torchrun --nproc-per-node N -m companion train ...",
     )
     d = TrainConfig.__dataclass_fields__
     p.add_argument("--model", required=True, help="d-conv, d-local, d-fc, s-conv, s-local, s-fc, 3-fc, resnet18")
@@ -521,6 +564,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--out", default="runs", metavar="DIR", help="results root (default: runs)")
     p.add_argument("--resume", action="store_true", help="continue an unfinished run from its checkpoint")
     p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    p.add_argument("--wait", action="store_true",
+                   help="if another process is training this run, wait for it instead of stopping")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cli)
 
@@ -528,7 +573,10 @@ def add_cli(subparsers) -> None:
 def _cli(args) -> int:
     names = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-    run = train(config, root=args.out, resume=args.resume, progress=not args.quiet, force=args.force)
+    run = train(config, root=args.out, resume=args.resume, progress=not args.quiet, force=args.force,
+                wait=args.wait)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return 0
     s = run.summary
     print(f"run: {run.path}")
     for key in ("final_train_acc", "final_val_acc", "final_test_acc", "best_val_acc", "test_acc_at_best_val"):
