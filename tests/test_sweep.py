@@ -1,5 +1,5 @@
 """Tests for companion.sweep: grid expansion, the packaged Appendix A.2 grid, selection by
-validation accuracy."""
+validation accuracy (launching on executors: tests/test_launch.py)."""
 
 import pandas as pd
 import pytest
@@ -85,8 +85,12 @@ def test_tiny_sweep_runs_skips_finished_and_picks_best(tmp_path, capsys):
     df = run_sweep(spec, tmp_path / "runs", progress=False)  # second time: two cached, one fails again
     assert sorted(df["lr"]) == [0.05, 0.5] and df["final_val_acc"].notna().all()
     assert len(df.attrs["failed"]) == 1 and "non-finite" in next(iter(df.attrs["failed"].values()))
+    assert len(df.attrs["report"].already_finished) == 2 and df.attrs["report"].trained == []
     best = best_by_validation(df, ["model"])
     assert len(best) == 1 and best["final_val_acc"].iloc[0] == df["final_val_acc"].max()
     assert "best by final_val_acc" in captured.out and best["run_id"].iloc[0] in captured.out
     assert main(["sweep", str(spec), "--root", str(tmp_path / "runs"), "--dry-run"]) == 0
     assert "3 configs (2 finished, 1 to run)" in capsys.readouterr().out
+    assert main(["sweep", str(spec), "--root", str(tmp_path / "runs"), "--status"]) == 0
+    out = capsys.readouterr().out  # the diverged run's error is recorded, so it is "failed"
+    assert "3 configs under" in out and "2 finished, 0 running, 1 failed" in out and "non-finite" in out

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from companion import results
+from companion import launch, results
 from companion.config import OPTIMIZER_FIELDS, TrainConfig
 
 #: default groups within which the best configuration is picked
@@ -125,59 +125,80 @@ def best_by_validation(df: pd.DataFrame, group_by=GROUP_BY, metric: str = "final
 
 
 def run_sweep(spec, root: str | os.PathLike = "runs", progress: bool = True, *,
-              dry_run: bool = False) -> pd.DataFrame:
-    """Run every config of ``spec`` into ``root`` (finished runs are reused, unfinished ones
-    resumed) and return one row per finished config (as :func:`results.load_runs`; with
-    ``dry_run`` only the configs, their run ids and whether each is already finished).
+              dry_run: bool = False, executor: str = "serial", **options) -> pd.DataFrame:
+    """Train every config of ``spec`` into ``root`` that is not finished (unfinished ones resume
+    from their checkpoint), one job per run through :func:`companion.launch.train_missing`
+    (``executor`` serial, local or slurm; ``options``: :class:`~companion.launch.LaunchOptions`),
+    and return one row per finished config (as :func:`results.load_runs`; with ``dry_run`` only
+    the configs, their run ids and whether each is already finished).
 
-    A run that fails with RuntimeError (diverged, bad checkpoint) is reported and skipped;
-    ``df.attrs["failed"]`` maps its run id to the error."""
+    A run that fails (diverged, bad checkpoint, job killed) is reported and skipped:
+    ``df.attrs["failed"]`` maps its run id to the error; ``df.attrs["report"]`` is the
+    :class:`~companion.launch.LaunchReport` (runs held by another process: ``.locked``)."""
     configs = expand(spec)
     root = Path(root)
     if dry_run:
         rows = [{"run_id": c.run_id(), **_settings(c),
                  "finished": results.find_run(c, root) is not None} for c in configs]
         return pd.DataFrame(rows)
-    from companion.training import train
-
-    failed = {}
-    for i, config in enumerate(configs):
-        if progress:
-            print(f"[{i + 1}/{len(configs)}] {config.run_id()}", flush=True)
-        try:
-            train(config, root=root, resume=True, progress=progress)
-        except RuntimeError as exc:  # diverged or unreadable checkpoint: report, go on with the rest
-            failed[config.run_id()] = str(exc)
-            print(f"run {config.run_id()} failed: {exc}", file=sys.stderr, flush=True)
+    try:
+        report = launch.train_missing(configs, root, executor=executor, progress=progress, **options)
+    except launch.LaunchError as exc:  # the failed runs are listed; the others are kept
+        report = exc.report
     ids = {c.run_id() for c in configs}
-    df = results.load_runs(root)
+    df = results.load_runs(root) if root.is_dir() else pd.DataFrame(columns=["run_id", *_settings(configs[0])])
     df = df[df["run_id"].isin(ids)].reset_index(drop=True)
-    df.attrs["failed"] = failed
+    df.attrs["failed"] = report.failed
+    df.attrs["report"] = report
     return df
 
 
 # --------------------------------------------------------------------------- CLI
 def add_cli(subparsers) -> None:
-    """``companion sweep GRID.yaml``."""
+    """``companion sweep GRID.yaml [--executor serial|local|slurm] [--status]``."""
     p = subparsers.add_parser(
         "sweep", help="run a grid of configs (Appendix A.2) and pick the best by validation accuracy",
-        description="Run every config of a sweep spec into the results store (finished runs are "
-                    "skipped, unfinished ones resumed), then print the best per group by "
-                    "validation accuracy (never test).",
+        description="Train every config of a sweep spec into the results store, one job per "
+                    "unfinished run (finished runs are skipped, unfinished ones resumed from their "
+                    "checkpoint, runs another process holds are skipped), then print the best per "
+                    "group by validation accuracy (never test).",
     )
     p.add_argument("spec", help="YAML file: base/grid block(s); e.g. the packaged sweeps/paper_a2.yaml")
     p.add_argument("--root", default="runs", metavar="DIR", help="results root (default: runs)")
     p.add_argument("--dry-run", action="store_true", help="list the configs without training")
+    p.add_argument("--status", action="store_true",
+                   help="show each run's state (finished, running, failed, interrupted, missing); train nothing")
     p.add_argument("--group-by", default=",".join(GROUP_BY),
                    help=f"comma-separated config fields (default: {','.join(GROUP_BY)})")
     p.add_argument("--select-by", default="final_val_acc", choices=SELECT_BY)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    launch.add_arguments(p)
     p.set_defaults(func=_cli)
 
 
 def packaged_spec(name: str) -> Path:
     """Path of a spec shipped with the package (``companion/sweeps/<name>.yaml``)."""
     return Path(__file__).parent / "sweeps" / f"{name}.yaml"
+
+
+def _varying(df: pd.DataFrame, exclude=()) -> list[str]:
+    """Config columns whose value differs between rows (what the sweep varies)."""
+    return [c for c in TrainConfig.__dataclass_fields__ if c in df.columns and c not in exclude
+            and df[c].astype(str).nunique() > 1]
+
+
+def _print_status(spec, root) -> int:
+    configs = expand(spec)
+    df = launch.status(configs, root)
+    settings = pd.DataFrame([_settings(c) for c in configs])
+    varying = _varying(settings)
+    df = pd.concat([df[["run_id"]], settings[varying], df[["state", "epochs_logged", "epochs", "holder", "error"]]],
+                   axis=1)
+    df["error"] = df["error"].map(lambda e: e[:77] + "..." if isinstance(e, str) and len(e) > 80 else e)
+    counts = df["state"].value_counts()
+    print(f"{len(df)} configs under {root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in launch.STATES))
+    print(df.dropna(axis=1, how="all").fillna("").to_string(index=False))
+    return 0
 
 
 def _cli(args) -> int:
@@ -189,26 +210,31 @@ def _cli(args) -> int:
     if unknown:
         raise ValueError(f"--group-by: unknown field(s) {', '.join(unknown)}; "
                          f"accepted: {', '.join(TrainConfig.__dataclass_fields__)}")
-    df = run_sweep(spec, args.root, progress=not args.quiet, dry_run=args.dry_run)
+    options = launch.options_from_args(args)
+    launch.launch_options(args.executor, **options)  # bad options: one error before anything else
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
+        if args.status:
+            return _print_status(spec, args.root)
+        df = run_sweep(spec, args.root, progress=not args.quiet, dry_run=args.dry_run,
+                       executor=args.executor, **options)
         if args.dry_run:
             done = int(df["finished"].sum()) if len(df) else 0
             print(f"{len(df)} configs ({done} finished, {len(df) - done} to run) under {args.root}")
-            varying = [c for c in df.columns if c not in ("run_id", "finished")
-                       and df[c].astype(str).nunique() > 1]
-            print(df[["run_id", *varying, "finished"]].to_string(index=False))
+            print(df[["run_id", *_varying(df), "finished"]].to_string(index=False))
             return 0
-        failed = df.attrs.get("failed", {})
+        report = df.attrs["report"]
+        print(f"{args.executor}: {report.describe()}")
+        if report.pending:
+            print(f"follow them with: companion sweep {args.spec} --root {args.root} --status")
+            return 0
         if df.empty:
-            print(f"no finished runs ({len(failed)} failed)")
+            print(f"no finished runs ({len(report.failed)} failed)")
             return 1
         best = best_by_validation(df, group_by, args.select_by)
-        chosen = [c for c in TrainConfig.__dataclass_fields__ if c not in group_by
-                  and df[c].astype(str).nunique() > 1]  # the hyper-parameters the sweep varied
-        show = [*group_by, *chosen, "run_id", args.select_by, "final_test_acc"]
+        show = [*group_by, *_varying(df, group_by), "run_id", args.select_by, "final_test_acc"]
         print(f"best by {args.select_by} per {', '.join(group_by)}:")
         print(best[show].to_string(index=False))
-    if failed:
-        print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+    if report.failed:
+        print(f"{len(report.failed)} run(s) failed: {', '.join(report.failed)}", file=sys.stderr)
         return 1
     return 0
