@@ -3,7 +3,7 @@
 Both sides run the full training augmentation of Appendix A.2 (Lim et al. 2019) on CIFAR-shaped
 uint8 images: policy (one sub-policy per image, each op fires with its probability) -> random crop
 (padding 4) + horizontal flip -> normalisation -> Cutout 16. The per-image side is the way the
-authors' code runs it (PIL ops image by image, :mod:`companion.augment_reference`); the batched
+authors' code runs it (PIL ops image by image, ``tests/augment_reference.py``); the batched
 side is ``companion.augment.make_augment("fast-autoaugment", ...)``. Both use one CPU thread by
 default (``--threads``), so the ratio measures the batching, not parallelism.
 
@@ -15,14 +15,18 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from companion import augment
-from companion.augment_reference import pil_op
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the PIL reference lives with the tests
+from augment_reference import pil_op  # noqa: E402
 
 
 def per_image_pipeline(

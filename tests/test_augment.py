@@ -21,7 +21,7 @@ from companion.augment import (
     make_augment,
     normalize,
 )
-from companion.augment_reference import pil_cutout, pil_op
+from augment_reference import pil_cutout, pil_op  # tests/augment_reference.py: the PIL oracle
 from companion.data import DATASETS
 
 

@@ -64,8 +64,8 @@ def test_table1_missing_model_or_column_is_refused():
 
 
 def table2_frame(sgd: float, lasso: float) -> pd.DataFrame:
-    rows = ["S-CONV, SGD", "S-LOCAL, SGD", "S-FC, SGD", "S-FC, β-LASSO (β=50)", E.BEST_LASSO_ROW]
-    acc = {"S-FC, SGD": sgd, E.BEST_LASSO_ROW: lasso}
+    rows = ["S-CONV, SGD", "S-LOCAL, SGD", "S-FC, SGD", "S-FC, β-LASSO (β=50)", E.run_label(E.BEST_LASSO)]
+    acc = {"S-FC, SGD": sgd, E.run_label(E.BEST_LASSO): lasso}
     return pd.DataFrame({"row": rows, "test_acc": [acc.get(r, 50.0) for r in rows],
                          "paper": [87.05, 85.86, 78.63, 85.19, None],
                          "beta": [None, None, None, 50.0, 1.0], "lam": [None, None, None, 1e-4, 3e-5],
@@ -122,7 +122,7 @@ def test_locality_references_are_computed():
 
 
 def layers_frame(lasso_nonzeros: int) -> pd.DataFrame:
-    return pd.DataFrame({"row": ["S-CONV, SGD", "S-LOCAL, SGD", E.BEST_LASSO_ROW],
+    return pd.DataFrame({"row": ["S-CONV, SGD", "S-LOCAL, SGD", E.run_label(E.BEST_LASSO)],
                          "first_weights": [1944, 124_416, 1_572_864],
                          "first_nonzeros": [1944, 124_416, lasso_nonzeros]})
 
@@ -226,10 +226,10 @@ def test_chapter_helpers_on_the_committed_smoke_runs(monkeypatch):
 
     monkeypatch.setattr(training, "_run", no_training)
     p = profiles.get("smoke")
-    claims = E.claims(p, root, progress=False)
+    claims = E.claims(p, root)
     assert list(claims["id"]) == list("abcdefg") and claims["holds"].map(type).eq(bool).all()
     assert claims["scale"].str.startswith("smoke: synthetic, 512 training images").all()
-    f5 = E.figure5_table(p, root, progress=False)
+    f5 = E.figure5_table(p, root)
     assert ((f5["conv_nonzeros"] <= f5["conv_weights"]) & (f5["conv_weights"] < f5["weights"])).all()
     text = E.describe_setting(p, root, E.scaling_configs(p))
     assert "512 training images, 256 held out" in text and "ResNet18 2" in text and "SGD" in text

@@ -2,7 +2,7 @@
 
 import pytest
 
-from companion import experiments, profiles
+from companion import captions, experiments, profiles, runs, search
 from companion.params import count_params
 
 
@@ -32,10 +32,16 @@ def test_search_grid_and_table1_configs():
 
 def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeypatch):
     p = profiles.get("smoke")
-    search = experiments.lasso_search(p, tmp_path, progress=False)
-    assert len(search) == len(experiments.search_configs(p))
-    best = experiments.best_lasso(p, tmp_path, progress=False)
-    top = search.sort_values(["val_acc", "lam"], ascending=[False, True]).iloc[0]
+    with pytest.raises(runs.MissingRunsError, match="companion experiments --profile smoke") as missing:
+        search.lasso_search(p, tmp_path)  # listing never trains: one error naming every missing run
+    assert str(missing.value).count("s-fc") == len(runs.search_configs(p))
+    with pytest.raises(runs.MissingRunsError):
+        runs.stage2(p, tmp_path)  # stage 2 is listed from the finished search
+    runs.ensure(runs.search_configs(p), tmp_path, progress=False)
+    found = search.lasso_search(p, tmp_path)
+    assert len(found) == len(runs.search_configs(p))
+    best = search.best_lasso(p, tmp_path)
+    top = found.sort_values(["val_acc", "lam"], ascending=[False, True]).iloc[0]
     assert best["beta"] == top["beta"]  # chosen by validation accuracy, not test
     # everything is cached now: a second call trains nothing
     from companion import training
@@ -44,8 +50,19 @@ def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeyp
         raise AssertionError("a finished run was retrained")
 
     monkeypatch.setattr(training, "_run", no_training)
-    again = experiments.lasso_search(p, tmp_path, progress=False)
-    assert again["run_id"].tolist() == search["run_id"].tolist()
+    again = search.lasso_search(p, tmp_path)
+    assert again["run_id"].tolist() == found["run_id"].tolist()
+    stage2 = runs.stage2(p, tmp_path)  # Table 2's β-LASSO rows, Figure 5's β-LASSO, the permuted one
+    assert {c.optimizer for c in stage2} == {"beta-lasso"}
+    assert not {c.run_id() for c in stage2} & {c.run_id() for c in runs.stage1(p)}
+
+
+def test_run_labels_come_from_the_key():
+    assert captions.run_label(runs.S_FC_SGD) == "S-FC, SGD"
+    assert captions.run_label(runs.lasso_key(1)) == "S-FC, β-LASSO (β=1)"
+    assert captions.run_label(runs.BEST_LASSO) == "S-FC, β-LASSO (best β on validation)"
+    assert captions.run_label(runs.lasso_key(50), with_model=False) == "β-LASSO (β=50)"
+    assert captions.model_label("resnet18") == "ResNet18" and captions.model_label("3-fc") == "3-FC"
 
 
 def test_fewest_params_to_fit():

@@ -163,4 +163,4 @@ def test_claims_and_observations_tables():
 
 def test_model_label_keeps_table_names_and_spells_resnet():
     assert plots.model_label("s-conv") == "S-CONV"
-    assert plots._label("resnet18") == "ResNet18"
+    assert plots.model_label("resnet18") == "ResNet18"  # the one model_label (companion.captions)

@@ -13,8 +13,9 @@ from matplotlib.figure import Figure
 
 from companion import analysis, experiments as E, plots_weights as W
 from companion.data import permute, pixel_order
+from companion.runs import BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, lasso_key
 
-BEST = E.BEST_LASSO_ROW
+BEST = BEST_LASSO
 
 
 # ------------------------------------------------------------------ constructed runs
@@ -51,17 +52,17 @@ def fake_run(run_id, params, nonzeros_by_epoch, *, optimizer="sgd", beta=None, n
 def table2_runs():
     dense = [LAYERS["fc"]] * 2
     runs = {
-        "S-CONV, SGD": fake_run("c", LAYERS["conv"], [LAYERS["conv"]] * 2),
-        "S-LOCAL, SGD": fake_run("l", LAYERS["local"], [LAYERS["local"]] * 2),
-        "S-FC, SGD": fake_run("f", LAYERS["fc"], dense),
-        "S-FC, β-LASSO (β=0)": fake_run("b0", LAYERS["fc"], [{"conv1.layer": 900, "fc1.layer": 40, "fc2.layer": 8},
+        S_CONV_SGD: fake_run("c", LAYERS["conv"], [LAYERS["conv"]] * 2),
+        S_LOCAL_SGD: fake_run("l", LAYERS["local"], [LAYERS["local"]] * 2),
+        S_FC_SGD: fake_run("f", LAYERS["fc"], dense),
+        lasso_key(0): fake_run("b0", LAYERS["fc"], [{"conv1.layer": 900, "fc1.layer": 40, "fc2.layer": 8},
                                                               {"conv1.layer": 800, "fc1.layer": 36, "fc2.layer": 8}],
                                         optimizer="beta-lasso", beta=0.0),
-        "S-FC, β-LASSO (β=50)": fake_run("b50", LAYERS["fc"], [{"conv1.layer": 300, "fc1.layer": 30, "fc2.layer": 8},
+        lasso_key(50): fake_run("b50", LAYERS["fc"], [{"conv1.layer": 300, "fc1.layer": 30, "fc2.layer": 8},
                                                                 {"conv1.layer": 50, "fc1.layer": 10, "fc2.layer": 6}],
                                          optimizer="beta-lasso", beta=50.0),
     }
-    runs[BEST] = runs["S-FC, β-LASSO (β=50)"]
+    runs[BEST] = runs[lasso_key(50)]
     return runs
 
 
@@ -111,10 +112,12 @@ def test_rank_correlation_known_values():
 
 # ------------------------------------------------------------------ Figure 3
 def test_distinct_runs_merges_the_best_row(table2_runs):
-    labels = list(E.distinct_runs(table2_runs))
-    assert labels[-1] == "S-FC, β-LASSO (β=50; best on validation)" and BEST not in labels
-    assert len(labels) == 5
-    assert list(E.lasso_runs(table2_runs)) == ["S-FC, β-LASSO (β=0)", "S-FC, β-LASSO (β=50; best on validation)"]
+    keys = list(E.distinct_runs(table2_runs))
+    assert keys[-1] == lasso_key(50)._replace(chosen="beta+best") and BEST not in keys
+    assert E.run_label(keys[-1]) == "S-FC, β-LASSO (β=50; best on validation)"
+    assert len(keys) == 5
+    assert [E.run_label(k) for k in E.lasso_runs(table2_runs)] == [
+        "S-FC, β-LASSO (β=0)", "S-FC, β-LASSO (β=50; best on validation)"]
 
 
 def test_nonzeros_curves_references_and_table(table2_runs):
@@ -137,7 +140,7 @@ def test_nonzeros_curves_references_and_table(table2_runs):
 
 
 def test_layer_references_need_the_sgd_rows(table2_runs):
-    del table2_runs["S-LOCAL, SGD"]
+    del table2_runs[S_LOCAL_SGD]
     with pytest.raises(ValueError, match="S-LOCAL, SGD"):
         E.layer_references(table2_runs)
 
@@ -154,20 +157,21 @@ def test_filter_sets_and_description():
     f = np.zeros((2, 3, 8, 8))
     f[0, :, :3, :3] = 1  # 27 non-zeros
     f[1, 0, :5, :5] = -1  # 25
-    runs = {"S-LOCAL, SGD": fake_run("l", {}, [{}], store=_store(f, [27, 25, 3, 0]))}
-    sets = E.filter_sets(runs, rows=("S-LOCAL, SGD",))
+    runs = {S_LOCAL_SGD: fake_run("l", {}, [{}], store=_store(f, [27, 25, 3, 0]))}
+    sets = E.filter_sets(runs, rows=(S_LOCAL_SGD,))
     s = sets["S-LOCAL, SGD"]
     assert s["filters"].dtype == np.float32 and s["nonzeros"].tolist() == [27, 25]
     assert (s["eligible"], s["units_total"], s["grid_weights"]) == (2, 4, 192)
     assert "2 filters drawn from the 2 of its 4 units with at least 20 non-zeros (median 26" in E.describe_filters(sets)
     with pytest.raises(ValueError, match="S-FC, SGD"):
-        E.filter_sets(runs, rows=("S-FC, SGD",))
+        E.filter_sets(runs, rows=(S_FC_SGD,))
     rule = "chosen at random among the filters with at least 20 non-zero weights"
-    assert E.describe_filter_rule(runs, ["S-LOCAL, SGD"]) == rule
+    assert E.describe_filter_rule(runs, [S_LOCAL_SGD]) == rule
     # a run whose units all have < 20 non-zeros: the trainer drew among all units
-    sparse = {("S-FC", True): fake_run("s", {}, [{}], store=_store(f[:1] * 0, [1, 0, 19]))}
-    assert E.describe_filter_rule(sparse, [("S-FC", True)]) == rule + " (among all filters for S-FC, permuted pixels, which has none)"
-    text = E.describe_filters(E.filter_sets({"x": sparse[("S-FC", True)]}, rows=("x",)))
+    sparse = {(S_FC_SGD, True): fake_run("s", {}, [{}], store=_store(f[:1] * 0, [1, 0, 19]))}
+    assert E.describe_filter_rule(sparse, [(S_FC_SGD, True)]) == (
+        rule + " (among all filters for S-FC, SGD, permuted pixels, which has none)")
+    text = E.describe_filters(E.filter_sets({S_FC_SGD: sparse[(S_FC_SGD, True)]}, rows=(S_FC_SGD,)))
     assert "drawn from all its 3 units (none has 20 non-zeros) (median 0 non-zero" in text
 
 
@@ -214,7 +218,7 @@ def test_locality_curves_skip_untracked_epochs_and_describe():
                             "locality.radius": [[13, 13, 13, 13, 13], float("nan"), [3, 4, 5, 6, 7]],
                             "locality.window_mass": [[0.1] * 5, float("nan"), [0.5, 0.6, 0.7, 0.8, 0.9]]})
     run = FakeRun("x", SimpleNamespace(), {}, metrics)
-    curves = E.locality_curves({"S-FC, SGD": run}, rows=("S-FC, SGD",))
+    curves = E.locality_curves({S_FC_SGD: run}, rows=(S_FC_SGD,))
     assert len(curves) == 4 and list(curves.columns[-5:]) == ["q10", "q25", "q50", "q75", "q90"]
     radius = curves[curves["score"] == "radius"]
     assert radius["epoch"].tolist() == [1, 3] and radius["q50"].tolist() == [13, 5]
@@ -226,8 +230,8 @@ def test_locality_curves_skip_untracked_epochs_and_describe():
 
 def test_final_locality_stacks_units():
     store = _store(np.zeros((1, 3, 4, 4)), [5, 0, 30])
-    runs = {"S-FC, SGD": fake_run("a", {}, [{}], store=store)}
-    final = E.final_locality(runs, rows=("S-FC, SGD",))
+    runs = {S_FC_SGD: fake_run("a", {}, [{}], store=store)}
+    final = E.final_locality(runs, rows=(S_FC_SGD,))
     assert final["unit"].tolist() == [0, 1, 2] and final["nonzeros"].tolist() == [5, 0, 30]
 
 
@@ -236,7 +240,8 @@ def test_permutation_summary_and_verdict():
     table = pd.DataFrame({"original": [80.0, 70.0], "permuted": [60.0, 69.5]},
                          index=pd.Index(["S-CONV, SGD", "S-FC, SGD"], name="row"))
     table["difference"] = table["permuted"] - table["original"]
-    runs = {(r, p): fake_run(r + str(p), {}, [{}], n_test=10_000) for r in table.index for p in (False, True)}
+    keys = {"S-CONV, SGD": S_CONV_SGD, "S-FC, SGD": S_FC_SGD}
+    runs = {(keys[r], p): fake_run(r + str(p), {}, [{}], n_test=10_000) for r in table.index for p in (False, True)}
     summary = E.permutation_summary(table, runs)
     se = math.sqrt(0.8 * 0.2 / 10_000 + 0.6 * 0.4 / 10_000) * 100
     assert summary.loc[0, "se"] == pytest.approx(se)

@@ -16,7 +16,7 @@ COMMANDS = {
     "train": "companion.training",
     "sweep": "companion.sweep",
     "reproduce": "companion.reproduce",
-    "experiments": "companion.experiments",
+    "experiments": "companion.runs",
 }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import operator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -86,11 +87,14 @@ class TrainConfig:
             value = getattr(self, f.name)
             if "float" in str(f.type) and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
+            elif "int" in str(f.type) and not isinstance(value, (bool, int)) and hasattr(value, "__index__"):
+                object.__setattr__(self, f.name, operator.index(value))  # a NumPy integer hashes as an int
 
     # ----------------------------------------------------------------------------- validation
     def validate(self) -> "TrainConfig":
         """Raise one ValueError naming the first bad field and what is accepted; return self."""
         from companion.augment import AUGMENTATIONS
+        from companion.checks import check_int, check_number
         from companion.data import DATASETS
         from companion.models import MODEL_NAMES, check_model_args
 
@@ -100,26 +104,10 @@ class TrainConfig:
                 raise ValueError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
 
         def integer(name, low, optional=False):
-            value = getattr(self, name)
-            if optional and value is None:
-                return
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                extra = " or None" if optional else ""
-                raise ValueError(f"{name} must be an integer >= {low}{extra}, got {value!r}")
+            check_int(name, getattr(self, name), minimum=low, optional=optional)
 
         def number(name, low, high=None, low_open=False, optional=False):
-            value = getattr(self, name)
-            if optional and value is None:
-                return
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            ok = ok and value == value and (value > low if low_open else value >= low)
-            ok = ok and (high is None or value < high)
-            if not ok:
-                bound = f"> {low}" if low_open else f">= {low}"
-                if high is not None:
-                    bound += f" and < {high}"
-                extra = " or None" if optional else ""
-                raise ValueError(f"{name} must be a number {bound}{extra}, got {value!r}")
+            check_number(name, getattr(self, name), low=low, high=high, low_open=low_open, optional=optional)
 
         choice("model", MODEL_NAMES)
         integer("alpha", 1)

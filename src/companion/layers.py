@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from companion.checks import check_int
+
 
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
     """Spatial output size of a convolution-shaped layer (floor division, as ``nn.Conv2d``)."""
@@ -81,16 +83,10 @@ class LocallyConnected2d(nn.Module):
     ):
         super().__init__()
         h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-        for label, value, low in (
-            ("in_channels", in_channels, 1),
-            ("out_channels", out_channels, 1),
-            ("kernel_size", kernel_size, 1),
-            ("stride", stride, 1),
-            ("input_size", min(h, w), 1),
-            ("padding", padding, 0),
-        ):
-            if int(value) != value or value < low:
-                raise ValueError(f"LocallyConnected2d: {label} must be an integer >= {low}, got {value!r}")
+        for label, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
+                                  ("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                                  ("input_size", h, 1), ("input_size", w, 1), ("padding", padding, 0)):
+            check_int(f"LocallyConnected2d: {label}", value, minimum=low)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.input_size = (h, w)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding

@@ -31,7 +31,6 @@ Each model carries two attributes used by the optimiser and the analysis:
 
 from __future__ import annotations
 
-import operator
 from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from companion.checks import check_int
 from companion.layers import LocallyConnected2d, conv_output_size
 
 MODEL_NAMES = ("d-conv", "d-local", "d-fc", "s-conv", "s-local", "s-fc", "3-fc", "resnet18")
@@ -74,16 +74,6 @@ S_CONV = (ConvSpec("conv1", 1, 9, 2, 4),)
 S_FC_WIDTH = 24  # fc1 = FC(24α)
 
 
-def _check_int(label: str, value, low: int) -> int:
-    """An integer (Python or NumPy, not bool or float) that is at least ``low``."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
-    value = operator.index(value)
-    if value < low:
-        raise ValueError(f"{label} must be an integer >= {low}, got {value}")
-    return value
-
-
 def family(name: str) -> tuple[str, str]:
     """Split ``"s-local"`` into ``("s", "local")``; ``3-fc`` and ``resnet18`` are their own family."""
     depth, _, variant = name.partition("-")
@@ -103,10 +93,10 @@ def check_model_args(
     """Validate :func:`build_model`'s arguments; return them normalised. Raises ``ValueError``."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; accepted: {', '.join(MODEL_NAMES)}")
-    alpha = _check_int(f"{name}: alpha (base channels)", alpha, 1)
-    image_size = _check_int(f"{name}: image_size", image_size, 1)
-    in_channels = _check_int(f"{name}: in_channels", in_channels, 1)
-    num_classes = _check_int(f"{name}: num_classes", num_classes, 2)
+    alpha = check_int(f"{name}: alpha (base channels)", alpha, minimum=1)
+    image_size = check_int(f"{name}: image_size", image_size, minimum=1)
+    in_channels = check_int(f"{name}: in_channels", in_channels, minimum=1)
+    num_classes = check_int(f"{name}: num_classes", num_classes, minimum=2)
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
     depth = family(name)[0]
@@ -122,7 +112,7 @@ def check_model_args(
         if image_size < 8:
             raise ValueError(f"resnet18: image_size must be >= 8 (three stride-2 stages), got {image_size}")
         kernel_size = 3 if kernel_size is None else kernel_size
-        kernel_size = _check_int("resnet18: kernel_size", kernel_size, 3)
+        kernel_size = check_int("resnet18: kernel_size", kernel_size, minimum=3)
         if kernel_size % 2 == 0:
             raise ValueError(f"resnet18: kernel_size must be an odd integer >= 3, got {kernel_size}")
     elif kernel_size is not None:

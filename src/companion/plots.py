@@ -17,18 +17,14 @@ import math
 import pandas as pd
 from matplotlib.figure import Figure
 
-from companion.experiments import require_columns
+from companion.captions import model_label, number
+from companion.checks import require_columns
 
 #: Figure 1's six networks: colour by connectivity, line style by depth (D solid, S dashed).
 _COLOURS = {"conv": "tab:blue", "local": "tab:orange", "fc": "tab:red"}
 _STYLES = {"d": ("-", "o"), "s": ("--", "s")}
 #: Marks a paper entry that differs from our exact weight count (explained in the caption).
 DIFFERS = "†"
-
-
-def model_label(name: str) -> str:
-    """``d-conv`` → ``D-CONV`` (the paper's spelling)."""
-    return name.upper()
 
 
 def figure1(scaling: pd.DataFrame) -> Figure:
@@ -176,20 +172,9 @@ def _is_text(value) -> bool:
 
 # ------------------------------------------------------------------ chapters 00, 02–05
 # Figures and formatted tables of Table 1, Figures 2/5/6, the β-LASSO search, Table 2 and the
-# claims summary, from the frames of companion.experiments (nothing here computes a result).
+# claims summary, from the frames of companion.tables / companion.claims (nothing here computes a result).
 _FAMILY_COLOURS = {"d-conv": "tab:blue", "s-conv": "tab:cyan", "3-fc": "tab:red", "resnet18": "tab:green"}
 _OPTIMIZER_STYLE = {"sgd": ("SGD", "tab:gray", "o"), "beta-lasso": ("β-LASSO", "tab:purple", "s")}
-
-
-def _label(name: str) -> str:
-    return "ResNet18" if name == "resnet18" else model_label(name)
-
-
-def _num(value, digits: int = 2, sign: bool = False) -> str:
-    """A number to ``digits`` decimals (with its sign if ``sign``); NaN / None as an em dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
-        return "—"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 def _yes(value) -> str:
@@ -199,7 +184,7 @@ def _yes(value) -> str:
 def table1_figure(table1: pd.DataFrame, *, short_label: str, long_label: str,
                   paper_short_label: str, paper_long_label: str) -> Figure:
     """Table 1 as grouped bars: our test accuracy after short and long training per network,
-    the paper's (``paper_400``/``paper_4000``) as markers. ``table1``: :func:`experiments.table1`."""
+    the paper's (``paper_400``/``paper_4000``) as markers. ``table1``: :func:`companion.tables.table1`."""
     require_columns(table1, ["model", "short_test", "long_test", "paper_400", "paper_4000"], "the Table 1 frame")
     fig = Figure(figsize=(8, 3.6), layout="constrained")
     ax = fig.subplots()
@@ -213,7 +198,7 @@ def table1_figure(table1: pd.DataFrame, *, short_label: str, long_label: str,
         if values.notna().any():
             ax.plot([i + offset for i in x], values, linestyle="none", marker=marker, markersize=12,
                     markeredgewidth=2, color="black", label=label)
-    ax.set_xticks(x, [_label(m) for m in table1["model"]])
+    ax.set_xticks(x, [model_label(m) for m in table1["model"]])
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(True, axis="y", alpha=0.3)
@@ -229,27 +214,27 @@ def table1_accuracy_table(table1: pd.DataFrame, *, short_label: str, long_label:
     require_columns(table1, ["model", "alpha", "params_M", "fc_emb_M", "short_test", "long_test",
                       "short_train", "long_train", "paper_400", "paper_4000"], "the Table 1 frame")
     return pd.DataFrame({
-        "model": [_label(m) for m in table1["model"]], "α": table1["alpha"],
-        "#param orig. (M)": table1["params_M"].map(lambda v: _num(v, 3)),
-        "#param FC-emb. (M)": table1["fc_emb_M"].map(lambda v: _num(v, 3)),
-        f"test, {short_label}": table1["short_test"].map(_num),
-        f"test, {long_label}": table1["long_test"].map(_num),
-        f"train, {short_label}": table1["short_train"].map(_num),
-        f"train, {long_label}": table1["long_train"].map(_num),
-        paper_short_label: table1["paper_400"].map(_num), paper_long_label: table1["paper_4000"].map(_num),
+        "model": [model_label(m) for m in table1["model"]], "α": table1["alpha"],
+        "#param orig. (M)": table1["params_M"].map(lambda v: number(v, 3)),
+        "#param FC-emb. (M)": table1["fc_emb_M"].map(lambda v: number(v, 3)),
+        f"test, {short_label}": table1["short_test"].map(number),
+        f"test, {long_label}": table1["long_test"].map(number),
+        f"train, {short_label}": table1["short_train"].map(number),
+        f"train, {long_label}": table1["long_train"].map(number),
+        paper_short_label: table1["paper_400"].map(number), paper_long_label: table1["paper_4000"].map(number),
     })
 
 
 def _pair(observation: str, a, b) -> str:
     if observation.startswith("(1)"):
-        return f"{_num(a)} vs {_num(abs(b))}"
+        return f"{number(a)} vs {number(abs(b))}"
     if observation.startswith("(2)"):
-        return f"S {_num(a, sign=True)} vs D {_num(b, sign=True)}"
-    return _num(a, sign=True)
+        return f"S {number(a, sign=True)} vs D {number(b, sign=True)}"
+    return number(a, sign=True)
 
 
 def observations_table(observations: pd.DataFrame, *, paper_label: str) -> pd.DataFrame:
-    """:func:`experiments.table1_observations` formatted: the numbers compared (pp) and whether
+    """:func:`companion.tables.table1_observations` formatted: the numbers compared (pp) and whether
     each observation holds, ours and the paper's."""
     require_columns(observations, ["observation", "training", "ours_a", "ours_b", "holds_here", "paper_a",
                             "paper_b", "holds_in_paper"], "the observations frame")
@@ -265,7 +250,7 @@ def scaling_figure(scaling: pd.DataFrame, fit: pd.DataFrame, target: float) -> F
     """Figures 2 and 6 at this scale: test accuracy (left) and training accuracy (middle, with the
     target of the right panel dashed) against parameters, per family; right: the fewest
     parameters reaching ``target`` % training accuracy against the family's best test accuracy.
-    ``scaling``: :func:`experiments.scaling`; ``fit``: :func:`experiments.fewest_params_to_fit`."""
+    ``scaling``: :func:`companion.tables.scaling`; ``fit``: :func:`companion.tables.fewest_params_to_fit`."""
     require_columns(scaling, ["model", "params", "train_acc", "test_acc"], "the scaling frame")
     require_columns(fit, ["model", "min_params", "best_test_acc"], "the fewest-params frame")
     fig = Figure(figsize=(11, 4), layout="constrained")
@@ -274,13 +259,13 @@ def scaling_figure(scaling: pd.DataFrame, fit: pd.DataFrame, target: float) -> F
         rows = rows.sort_values("params")
         colour = _FAMILY_COLOURS.get(model, "black")
         for ax, column in ((ax_test, "test_acc"), (ax_train, "train_acc")):
-            ax.plot(rows["params"], rows[column], marker="o", markersize=4, color=colour, label=_label(model))
+            ax.plot(rows["params"], rows[column], marker="o", markersize=4, color=colour, label=model_label(model))
     ax_train.axhline(target, color="black", linestyle="--", linewidth=1, label=f"target {target:.1f} %")
     for row in fit.itertuples(index=False):
         ax_fit.plot([row.min_params], [row.best_test_acc], linestyle="none", marker="o", markersize=7,
-                    color=_FAMILY_COLOURS.get(row.model, "black"), label=_label(row.model))
+                    color=_FAMILY_COLOURS.get(row.model, "black"), label=model_label(row.model))
         if not pd.isna(row.min_params):
-            ax_fit.annotate(_label(row.model), (row.min_params, row.best_test_acc), xytext=(5, 4),
+            ax_fit.annotate(model_label(row.model), (row.min_params, row.best_test_acc), xytext=(5, 4),
                             textcoords="offset points", fontsize="small")
     for ax, ylabel, title in ((ax_test, "test accuracy (%)", "test (Figure 2)"),
                               (ax_train, "training accuracy (%)", "training (Figure 6, top)"),
@@ -299,7 +284,7 @@ def scaling_figure(scaling: pd.DataFrame, fit: pd.DataFrame, target: float) -> F
 
 
 def lasso_search_table(search: pd.DataFrame) -> pd.DataFrame:
-    """The β-LASSO search (:func:`experiments.lasso_choices`) formatted: validation accuracy (the
+    """The β-LASSO search (:func:`companion.tables.lasso_choices`) formatted: validation accuracy (the
     selection criterion), the test accuracy reported but not used, non-zeros, the choices."""
     require_columns(search, ["beta", "lam", "lam_first", "train_acc", "val_acc", "test_acc", "nonzeros", "weights",
                       "chosen_for_beta", "chosen"], "the search frame")
@@ -308,10 +293,10 @@ def lasso_search_table(search: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "β": search["beta"].map(lambda v: f"{v:g}"), "λ": search["lam"].map(lambda v: f"{v:.0e}"),
         "λ_first": search["lam_first"].map(lambda v: f"{v:.0e}"),
-        "validation acc. (%)": (search["val_acc"] * 100).map(_num),
-        "test acc. (%, not used)": (search["test_acc"] * 100).map(_num),
-        "train acc. (%)": (search["train_acc"] * 100).map(_num),
-        "non-zeros (%)": (100 * search["nonzeros"] / search["weights"]).map(lambda v: _num(v, 1)),
+        "validation acc. (%)": (search["val_acc"] * 100).map(number),
+        "test acc. (%, not used)": (search["test_acc"] * 100).map(number),
+        "train acc. (%)": (search["train_acc"] * 100).map(number),
+        "non-zeros (%)": (100 * search["nonzeros"] / search["weights"]).map(lambda v: number(v, 1)),
         "chosen on validation": choice,
     })
 
@@ -364,7 +349,7 @@ def _box(x: float, y: float):
 def table2_accuracy_table(table2: pd.DataFrame, layers: pd.DataFrame, *, paper_label: str) -> pd.DataFrame:
     """Table 2 formatted: per row the β-LASSO settings, our validation / test accuracy, first-layer
     and total non-zeros of weights, and the paper's test accuracy in a labelled column.
-    ``table2``: :func:`experiments.table2`'s frame; ``layers``: :func:`experiments.table2_layers`."""
+    ``table2``: :func:`companion.tables.table2`'s frame; ``layers``: :func:`companion.tables.table2_layers`."""
     require_columns(table2, ["row", "beta", "lam", "lam_first", "val_acc", "test_acc", "paper"], "the Table 2 frame")
     require_columns(layers, ["row", "first_weights", "first_nonzeros", "total_weights", "total_nonzeros"],
              "the Table 2 layers frame")
@@ -378,13 +363,13 @@ def table2_accuracy_table(table2: pd.DataFrame, layers: pd.DataFrame, *, paper_l
         "β": merged["beta"].map(lambda v: setting(v, lambda x: f"{x:g}")),
         "λ / λ_first": [setting(a, lambda x: f"{x:.0e}") + (" / " + f"{b:.0e}" if not pd.isna(b) else "")
                         for a, b in zip(merged["lam"], merged["lam_first"])],
-        "val. acc. (%)": merged["val_acc"].map(_num),
-        "test acc. (%)": merged["test_acc"].map(_num),
+        "val. acc. (%)": merged["val_acc"].map(number),
+        "test acc. (%)": merged["test_acc"].map(number),
         "1st layer non-zeros / weights": [f"{int(n):,} / {int(w):,}" for n, w in
                                           zip(merged["first_nonzeros"], merged["first_weights"])],
         "all non-zeros / weights": [f"{int(n):,} / {int(w):,}" for n, w in
                                     zip(merged["total_nonzeros"], merged["total_weights"])],
-        paper_label: merged["paper"].map(_num),
+        paper_label: merged["paper"].map(number),
     })
 
 
@@ -395,7 +380,7 @@ def literature_table(rows) -> pd.DataFrame:
     for model, method, accs in rows:
         if model.startswith("MLP (") and not model.startswith(("MLP (S-FC", "MLP (3-FC")):
             out.append({"model (as cited in the paper)": model, "training method": method,
-                        **{name: _num(accs.get(key)) for key, name in
+                        **{name: number(accs.get(key)) for key, name in
                            (("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100"), ("svhn", "SVHN"))}})
     if not out:
         raise ValueError("no literature rows (model 'MLP (author, year)') in the given Table 2 rows")
@@ -405,7 +390,7 @@ def literature_table(rows) -> pd.DataFrame:
 def figure5_figure(figure5: pd.DataFrame) -> Figure:
     """Figure 5 at this scale: ResNet18's test accuracy against kernel size, SGD and β-LASSO
     (left); the fraction of non-zero convolution weights (right).
-    ``figure5``: :func:`experiments.figure5_table`."""
+    ``figure5``: :func:`companion.tables.figure5_table`."""
     require_columns(figure5, ["kernel_size", "optimizer", "test_acc", "conv_nonzero_frac"], "the Figure 5 frame")
     fig = Figure(figsize=(8, 3.4), layout="constrained")
     ax_acc, ax_nnz = fig.subplots(1, 2)
@@ -426,7 +411,7 @@ def figure5_figure(figure5: pd.DataFrame) -> Figure:
 
 
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
-    """:func:`experiments.claims` formatted: claim, the paper's evidence, ours, holds here, scale."""
+    """:func:`companion.tables.claims` formatted: claim, the paper's evidence, ours, holds here, scale."""
     require_columns(claims, ["id", "claim", "paper", "ours", "holds", "scale"], "the claims frame")
     return pd.DataFrame({
         "": [f"({i})" for i in claims["id"]], "claim (paper section)": claims["claim"],
@@ -445,7 +430,7 @@ def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float
     """Chapter 11, one row per network (labelled with its share of non-zero weights): left, the
     sparse export's images/s divided by the dense network's, one bar per CPU thread count, with
     the goal and equal speed marked; right, memory of both. ``summary``/``speeds``:
-    :func:`experiments.sparse_execution`'s first and third tables."""
+    :func:`companion.tables.sparse_execution`'s first and third tables."""
     require_columns(summary, ["row", "density", "dense_bytes", "sparse_bytes"], "the sparse-execution summary")
     require_columns(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
     fig = Figure(figsize=(11, 1.2 + 0.55 * len(summary)), layout="constrained")
@@ -485,12 +470,12 @@ def sparse_summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "network": summary["row"],
         "weights from": summary["weights"],
-        "test acc. (%)": summary["test_acc"].map(_num),
-        "non-zero (%)": (summary["density"] * 100).map(lambda v: _num(v, 2)),
+        "test acc. (%)": summary["test_acc"].map(number),
+        "non-zero (%)": (summary["density"] * 100).map(lambda v: number(v, 2)),
         "same prediction": [f"{s:,} / {n:,}" for s, n in zip(summary["same_prediction"], summary["images"])],
         "max |Δ logit|": summary["max_logit_diff"].map(lambda v: f"{v:.1e}"),
-        "dense (MiB)": (summary["dense_bytes"] / 2**20).map(_num),
-        "sparse (MiB)": (summary["sparse_bytes"] / 2**20).map(_num),
+        "dense (MiB)": (summary["dense_bytes"] / 2**20).map(number),
+        "sparse (MiB)": (summary["sparse_bytes"] / 2**20).map(number),
         "memory ratio": summary["memory_ratio"].map(lambda v: f"{v:.1f}×"),
     })
 

@@ -7,7 +7,7 @@
 - :func:`locality_figure`, :func:`locality_histogram`: the first layer's locality (chapter 9).
 - ``*_frame``: the chapters' tables, formatted for :class:`companion.plots.BookTable`.
 
-Nothing here computes a result: the numbers come from :mod:`companion.experiments` and
+Nothing here computes a result: the numbers come from :mod:`companion.tables` and
 :mod:`companion.analysis`.
 """
 
@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from companion.experiments import require_columns
+from companion.checks import require_columns
 from companion.plots import format_count
 
 #: reference networks' colours (the book's: CONV blue, LOCAL orange, FC red)
@@ -44,9 +44,9 @@ def _short(label: str) -> str:
 # ------------------------------------------------------------------------------ Figure 3
 def figure3(curves: pd.DataFrame, references: pd.DataFrame) -> Figure:
     """The paper's Figure 3: non-zero weights of each layer of S-FC against the epoch, one line per
-    β-LASSO run (:func:`companion.experiments.nonzeros_curves`; the run chosen on validation is
+    β-LASSO run (:func:`companion.tables.nonzeros_curves`; the run chosen on validation is
     thick), with dashed lines at the weights of the same layer of S-CONV and S-LOCAL and a dotted
-    one at S-FC's (:func:`companion.experiments.layer_references`). Networks whose layer has the
+    one at S-FC's (:func:`companion.tables.layer_references`). Networks whose layer has the
     same number of weights share one line. A panel whose values span more than a factor of 20 has
     a logarithmic y axis."""
     require_columns(curves, ["row", "best", "epoch", "layer", "nonzeros"], "the non-zeros curves")
@@ -90,7 +90,7 @@ def _group_equal(values: dict[str, int]) -> dict[int, list[str]]:
 
 
 def sparsity_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`companion.experiments.sparsity_table` with counts written out (thousands separators)
+    """:func:`companion.tables.sparsity_table` with counts written out (thousands separators)
     and each β-LASSO count followed by its share of S-FC's weights."""
     require_columns(table, ["layer", "S-FC weights"], "the sparsity table")
     out = pd.DataFrame({"layer": table["layer"]})
@@ -169,7 +169,7 @@ def filters_rows(sets: dict, *, per: int = 8) -> Figure:
 
 
 def locality_frame(loc: pd.DataFrame) -> pd.DataFrame:
-    """:func:`companion.experiments.filters_locality` with rounded scores."""
+    """:func:`companion.tables.filters_locality` with rounded scores."""
     require_columns(loc, ["filters", "count", "radius", "window_mass"], "the filters' locality")
     return pd.DataFrame({
         "filters": loc["filters"], "filters scored": loc["count"].map(format_count),
@@ -180,8 +180,8 @@ def locality_frame(loc: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ Theorem 2
 def mdl_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`companion.experiments.mdl_table` as chapter 8 prints it (n and log(2n/δ), the same
-    for every row, go to the caption: :func:`companion.experiments.describe_mdl_terms`); a
+    """:func:`companion.tables.mdl_table` as chapter 8 prints it (n and log(2n/δ), the same
+    for every row, go to the caption: :func:`companion.tables.describe_mdl_terms`); a
     vacuous bound (≥ 1) is marked ``(vacuous)``."""
     require_columns(table, ["row", "n", "k", "nonzeros", "kb", "d_g", "log_term", "description_bits", "gap",
                   "bound", "train_acc", "test_acc"], "the Theorem 2 table")
@@ -242,7 +242,7 @@ def _references(ax, references: dict, score: str, *, vertical: bool = False) -> 
 
 
 def locality_figure(curves: pd.DataFrame, references: dict) -> Figure:
-    """Chapter 9: the first layer's locality over training, per run (:func:`companion.experiments.
+    """Chapter 9: the first layer's locality over training, per run (:func:`companion.tables.
     locality_curves`): median line, 25–75 % and 10–90 % bands over its filters, for the radius
     (left) and the window mass (right); dashed reference lines (:func:`companion.analysis.
     reference_locality`)."""
@@ -268,7 +268,7 @@ def locality_figure(curves: pd.DataFrame, references: dict) -> Figure:
 
 def locality_histogram(final: pd.DataFrame, references: dict, *, bins: int = 40) -> Figure:
     """Chapter 9: histograms of every first-layer unit's locality after training, per run
-    (:func:`companion.experiments.final_locality`; units with no non-zero weight are left out),
+    (:func:`companion.tables.final_locality`; units with no non-zero weight are left out),
     with the references as dashed lines."""
     require_columns(final, ["row", "radius", "window_mass"], "the final locality frame")
     fig = Figure(figsize=(10, 3.4), layout="constrained")
@@ -292,8 +292,8 @@ def locality_histogram(final: pd.DataFrame, references: dict, *, bins: int = 40)
 
 # ------------------------------------------------------------------------------ permutation
 def permutation_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """:func:`companion.experiments.permutation_summary` as chapter 10 prints it."""
-    from companion.experiments import NOISE_SE
+    """:func:`companion.tables.permutation_summary` as chapter 10 prints it."""
+    from companion.claims import NOISE_SE
 
     require_columns(summary, ["row", "original", "permuted", "difference", "se", "changes", "paper_claim"],
           "the permutation summary")

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-#: Scale profiles a notebook can be run at (defined in full by ``companion.profiles``).
-PROFILES = ("smoke", "cpu", "paper")
+#: Scale profiles a notebook can be run at (defined once, in ``companion.profiles``).
+from companion.profiles import PROFILE_NAMES as PROFILES
 #: Profile of the outputs committed in ``notebooks/`` (what ``nbval`` checks).
 REFERENCE_PROFILE = "smoke"
 NOTEBOOKS_DIR = "notebooks"

@@ -1,0 +1,71 @@
+"""The λ/β search of β-LASSO and its selection on validation accuracy (Appendix A.2: test
+accuracy is reported, never used to choose). The search's frame is built from finished runs
+(:func:`companion.runs.finished`); selection is a plain function of that frame."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from companion.profiles import Profile
+from companion.runs import finished, search_configs
+
+
+def summary_row(run) -> dict:
+    """A finished run's accuracies (fractions), non-zeros, weights, wall time and run id."""
+    s = run.summary
+    return {"train_acc": s["final_train_acc"], "val_acc": s["final_val_acc"], "test_acc": s["final_test_acc"],
+            "nonzeros": s["total_nonzeros"], "weights": s["total_weights"], "wall_s": s["wall_time_s"],
+            "run_id": run.run_id}
+
+
+def lasso_search(p: Profile, root=None) -> pd.DataFrame:
+    """The β-LASSO search: one row per (β, λ, λ_first), with validation and test accuracy."""
+    configs = search_configs(p)
+    runs = finished(p, configs, root)
+    rows = [{"beta": c.beta, "lam": c.lam, "lam_first": c.lam_first, **summary_row(r)}
+            for c, r in zip(configs, runs)]
+    return pd.DataFrame(rows)
+
+
+def pick_lasso(search: pd.DataFrame, beta: float | None = None) -> dict:
+    """(β, λ, λ_first) of the row of :func:`lasso_search`'s frame with the best validation
+    accuracy (among β = ``beta`` if given; ties go to the smaller λ)."""
+    if beta is not None:
+        search = search[search["beta"] == beta]
+    best = search.sort_values(["val_acc", "lam"], ascending=[False, True]).iloc[0]
+    return {"beta": float(best["beta"]), "lam": float(best["lam"]), "lam_first": float(best["lam_first"])}
+
+
+def selection(search: pd.DataFrame) -> dict:
+    """Every choice made on :func:`lasso_search`'s frame: β → the best (β, λ, λ_first) for that
+    β, and ``"best"`` → the best overall."""
+    out = {float(beta): pick_lasso(search, float(beta)) for beta in search["beta"].unique()}
+    out["best"] = pick_lasso(search)
+    return out
+
+
+def lasso_selection(p: Profile, root=None) -> dict:
+    """:func:`selection` on the finished search at profile ``p``."""
+    return selection(lasso_search(p, root))
+
+
+def best_lasso(p: Profile, root=None, *, beta: float | None = None) -> dict:
+    """(β, λ, λ_first) with the best validation accuracy in the search (for one β if given)."""
+    return pick_lasso(lasso_search(p, root), beta)
+
+
+def lasso_choices(p: Profile, root=None) -> pd.DataFrame:
+    """:func:`lasso_search` with the selections marked: ``chosen_for_beta`` (the best
+    (λ, λ_first) of each β, Table 2's β rows) and ``chosen`` (the best overall)."""
+    search = lasso_search(p, root)
+
+    def where(hp):
+        return (search["beta"] == hp["beta"]) & (search["lam"] == hp["lam"]) & (search["lam_first"] == hp["lam_first"])
+
+    choices = selection(search)
+    best = choices.pop("best")
+    search["chosen_for_beta"] = False
+    for hp in choices.values():
+        search.loc[where(hp), "chosen_for_beta"] = True
+    search["chosen"] = where(best)
+    return search
