@@ -1,16 +1,22 @@
 """The book builds with warnings as errors, and its chapters render in a real browser.
 
 Builds the book the way ``make book`` does (``companion reproduce --profile smoke`` into a
-temporary ``book/``, then ``jupyter-book build --warningiserror``), opens every chapter in
-headless Chromium and checks the heading, the numbered figures and tables, and that every image
-loaded. Screenshots go to ``_build/screenshots/`` (printed; run with ``-s`` to see the paths).
-Skipped, with the reason, where Chromium / chromedriver (Debian: ``apt-get install chromium
-chromium-driver``; ``.ci/run`` installs them) or Jupyter Book are missing.
+temporary ``book/``, then ``jupyter-book build --warningiserror``, with ``BOOK_REPOSITORY_URL``
+set as the publishing workflow sets it), opens every chapter in headless Chromium **with the
+network blocked** and checks the numbered heading, that figures and tables are numbered per
+chapter ("Fig. 9.1", never the paper-like "Fig. 4"), that every image loaded, that the math was
+typeset by the MathJax copy served from the site itself, and that the launch buttons open the
+committed source notebook (``notebooks/NN_name.ipynb``). Screenshots go to
+``_build/screenshots/`` (printed; run with ``-s`` to see the paths). Skipped, with the reason,
+where Chromium / chromedriver (Debian: ``apt-get install chromium chromium-driver``;
+``.ci/run`` installs them) or Jupyter Book are missing.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,16 +28,32 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-#: chapter (book-relative page) -> text its first heading starts with
-def _chapters() -> dict[str, str]:
-    """Every page of _toc.yml and the start of its title (a notebook's first "# " heading)."""
+#: The repository URL the book is built with here, as the publishing workflow passes it.
+REPOSITORY_URL = "https://github.com/example-org/example-companion"
+
+
+def _toc_pages() -> list[tuple[str, bool]]:
+    """Every page of _toc.yml in order, with whether its part is numbered."""
     import yaml
 
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]] + [c["file"] for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}])
-                             for c in part["chapters"]]
+    parts = toc.get("parts", [{"chapters": toc.get("chapters", [])}])
+    return [(toc["root"], False)] + [(c["file"], bool(part.get("numbered")))
+                                     for part in parts for c in part["chapters"]]
+
+
+def _chapter_numbers() -> dict[str, int]:
+    """Chapter number of each page in a numbered part (continued across parts, as Jupyter Book's
+    multi-toctree numbering does)."""
+    numbered = [page for page, is_numbered in _toc_pages() if is_numbered]
+    return {page: k for k, page in enumerate(numbered, start=1)}
+
+
+#: chapter (book-relative page) -> text its first heading starts with
+def _chapters() -> dict[str, str]:
+    """Every page of _toc.yml and the start of its title (a notebook's first "# " heading)."""
     out = {}
-    for page in files:
+    for page, _ in _toc_pages():
         source = ROOT / "notebooks" / f"{Path(page).name}.ipynb"
         if source.exists():
             cells = json.loads(source.read_text())["cells"]
@@ -44,6 +66,7 @@ def _chapters() -> dict[str, str]:
 
 
 CHAPTERS = _chapters()
+NUMBERS = _chapter_numbers()
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +97,7 @@ def built_book(tmp_path_factory) -> Path:
         [str(jupyter_book), "build", "--warningiserror", "--keep-going", "--path-output",
          str(src), str(src)],
         cwd=src, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "BOOK_REPOSITORY_URL": REPOSITORY_URL},
     )
     assert build.returncode == 0, f"jupyter-book build failed:\n{build.stdout[-6000:]}\n{build.stderr[-3000:]}"
     html = src / "_build" / "html"
@@ -104,7 +128,10 @@ def browser():
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,1600", f"--user-data-dir={profile_dir}"):
+                 "--disable-dev-shm-usage", "--window-size=1280,1600", f"--user-data-dir={profile_dir}",
+                 # No network: every host name fails to resolve, so a page that needs a CDN
+                 # (MathJax, fonts, scripts) shows it here; the book is read from file:// URLs.
+                 "--host-resolver-rules=MAP * ~NOTFOUND"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
@@ -122,8 +149,17 @@ def test_chapter_renders(built_book, browser, chapter):
     browser.set_window_size(1280, 1600)
     browser.get(page.as_uri())
     heading = browser.find_element(By.CSS_SELECTOR, "article section h1").text
-    assert heading.startswith(CHAPTERS[chapter]), heading
+    number = NUMBERS.get(chapter)
+    prefix = f"{number}. " if number else ""
+    assert heading.startswith(prefix + CHAPTERS[chapter]), (heading, prefix + CHAPTERS[chapter])
     assert CHAPTERS[chapter] in browser.title
+    captions = [c.text for c in browser.find_elements(
+        By.CSS_SELECTOR, "article figcaption .caption-number, article table caption .caption-number")]
+    # Numbered per chapter ("Fig. 9.1", "Table 9.2"), never like the paper's "Figure 4".
+    if number is None:
+        assert not captions, f"numbered captions on the unnumbered page {chapter}: {captions}"
+    not_prefixed = [c for c in captions if not re.fullmatch(rf"(Fig\.|Table) {number}\.\d+", c.strip())]
+    assert not not_prefixed, f"captions on {chapter} without the chapter prefix {number}.: {not_prefixed}"
     text = browser.find_element(By.CSS_SELECTOR, "article").text
     unparsed = [line for line in text.splitlines() if "```{" in line or ":::{" in line or "{glue:" in line]
     assert not unparsed, f"MyST that was not parsed on {chapter}: {unparsed[:3]}"
@@ -144,16 +180,95 @@ def test_parameters_chapter_numbers_figure_and_tables(built_book, browser):
     from selenium.webdriver.common.by import By
 
     browser.get((built_book / "book" / "01_parameters.html").as_uri())
+    number = NUMBERS["book/01_parameters"]
     figures = browser.find_elements(By.CSS_SELECTOR, "article figure")
     assert len(figures) == 1
-    assert figures[0].find_element(By.CSS_SELECTOR, "figcaption").text.startswith("Fig. ")
+    assert figures[0].find_element(By.CSS_SELECTOR, "figcaption").text.startswith(f"Fig. {number}.1 ")
     assert browser.execute_script(
         "const i = arguments[0].querySelector('img'); return i && i.naturalWidth > 100", figures[0])
     captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "article table caption")]
     labels = [c.split(" ", 2)[:2] for c in captions]
-    assert [w for w, _ in labels] == ["Table"] * 3  # three numbered tables, consecutively numbered
-    numbers = [int(n.rstrip(".:")) for _, n in labels]
-    assert numbers == list(range(numbers[0], numbers[0] + 3))
+    assert [w for w, _ in labels] == ["Table"] * 3  # three numbered tables, numbered in the chapter
+    assert [n for _, n in labels] == [f"{number}.1", f"{number}.2", f"{number}.3"]
     assert all("profile smoke" in c for c in captions)
     rows = browser.find_elements(By.CSS_SELECTOR, "article table tbody tr")
     assert len(rows) == (10 + 2) + (3 + 2) + 7  # Table 3, Table 4, Table 1 rows
+
+
+def test_math_renders_offline(built_book, browser):
+    """Chapter 8's math is typeset by MathJax from the site's own _static (the browser has no
+    network), so the page shows no raw TeX."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    chapter = "book/08_mdl"
+    source = (ROOT / "notebooks" / f"{Path(chapter).name}.ipynb").read_text()
+    assert "\\\\frac" in source and "\\\\mathbf" in source  # the page has such math to render
+    browser.get((built_book / f"{chapter}.html").as_uri())
+    scripts = [s.get_attribute("src") for s in browser.find_elements(By.CSS_SELECTOR, "script[src]")]
+    mathjax = [src for src in scripts if "mathjax" in src.lower()]
+    assert mathjax, f"no MathJax script on {chapter}: {scripts}"
+    assert all(src.startswith("file://") for src in mathjax), f"MathJax not served by the site: {mathjax}"
+
+    def typeset(driver):
+        return driver.execute_script(
+            "return window.MathJax && MathJax.startup && MathJax.startup.promise "
+            "&& document.querySelectorAll('mjx-container').length")
+
+    WebDriverWait(browser, 30).until(typeset, message=f"MathJax typeset nothing on {chapter}")
+    browser.execute_script("return MathJax.startup.promise")  # wait for the whole page
+    WebDriverWait(browser, 30).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, "article .math:not(:has(mjx-container))"),
+        message="math elements left untypeset")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "article mjx-container")) >= 10
+    assert not browser.find_elements(By.CSS_SELECTOR, "mjx-merror"), "MathJax reported TeX errors"
+    text = browser.find_element(By.CSS_SELECTOR, "article").text
+    raw = [line for line in text.splitlines() if "\\frac" in line or "\\mathbf" in line or "$$" in line]
+    assert not raw, f"raw TeX visible on {chapter}: {raw[:3]}"
+
+
+def _launch_links(page: Path) -> dict[str, str]:
+    """Launch/repository links in a built page's top bar: {label: href}."""
+    html = page.read_text(encoding="utf-8")
+    links: dict[str, str] = {}
+    for href in re.findall(r'href="([^"]+)"', html):
+        for label, start in (("colab", "https://colab.research.google.com/"),
+                             ("binder", "https://mybinder.org/"),
+                             ("repository", REPOSITORY_URL)):
+            if href.startswith(start) and label not in links:
+                links[label] = href
+    return links
+
+
+@pytest.mark.parametrize("chapter", sorted(c for c in CHAPTERS
+                                           if (ROOT / "notebooks" / f"{Path(c).name}.ipynb").exists()))
+def test_launch_buttons_open_the_source_notebook(built_book, chapter):
+    """Colab and Binder open the committed notebooks/NN_name.ipynb of the repository the book was
+    built for (BOOK_REPOSITORY_URL), not the executed copy book/NN_name.ipynb (not committed)."""
+    import yaml
+
+    branch = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["branch"]
+    name = Path(chapter).name
+    links = _launch_links(built_book / f"{chapter}.html")
+    org_repo = REPOSITORY_URL.removeprefix("https://github.com/")
+    assert links.get("colab") == (f"https://colab.research.google.com/github/{org_repo}"
+                                  f"/blob/{branch}/notebooks/{name}.ipynb"), links
+    assert links.get("binder", "").endswith(f"/{org_repo}/{branch}?urlpath=lab/tree/notebooks/{name}.ipynb"), links
+    assert links.get("repository") == REPOSITORY_URL, links
+    assert (ROOT / "notebooks" / f"{name}.ipynb").is_file()  # the committed source the links open
+
+
+def test_top_bar_screenshot(built_book, browser):
+    """The launch menu of a chapter opens and lists Binder and Colab (screenshot of the top bar)."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1280, 800)
+    browser.get((built_book / "book" / "08_mdl.html").as_uri())
+    browser.find_element(By.CSS_SELECTOR, ".dropdown-launch-buttons button").click()
+    items = browser.find_elements(By.CSS_SELECTOR, ".dropdown-launch-buttons .dropdown-menu a")
+    texts = [item.text.strip() for item in items if item.is_displayed()]
+    assert texts == ["Binder", "Colab"], texts
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "top_bar_launch_buttons.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot: {shot}")
