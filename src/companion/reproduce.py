@@ -241,10 +241,30 @@ def add_cli(subparsers) -> None:
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra notebook parameter (repeatable)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--dry-run", action="store_true", help="print what each chapter trains (runs, "
+                   "missing, estimated GPU-hours) and execute nothing")
     p.set_defaults(func=_run_cli)
 
 
+def dry_run(profile: str, root=None) -> str:
+    """The plan of ``companion reproduce --profile P --dry-run`` (see :mod:`companion.plan`)."""
+    from companion import plan, profiles, runs
+    from companion.cost import Throughput
+
+    p = profiles.get(profile)
+    chapters = runs.chapter_configs(p, root)
+    throughput = Throughput.load()
+    table = plan.chapter_plan(chapters, runs.results_dir(p, root), throughput=throughput)
+    distinct = list({c.run_id(): c for cs in chapters.values() for c in cs}.values())
+    table.attrs["distinct_runs"] = len(distinct)
+    table.attrs["distinct_gpu_hours"] = plan.gpu_hours(distinct, throughput)
+    return plan.describe_plan(table, profile, throughput)
+
+
 def _run_cli(args) -> int:
+    if args.dry_run:
+        print(dry_run(args.profile))
+        return 0
     extra = dict(_parse_param(text) for text in args.param)
     written = reproduce(
         args.profile, args.notebooks, args.out, force=args.force, progress=args.progress,

@@ -277,3 +277,34 @@ def _cli(args) -> int:
     runs = train_missing(prof, root)
     print(f"{len(runs)} runs finished in {root}")
     return 0
+
+
+# ------------------------------------------------------------------------------ per chapter
+def placeholder_choices(p: Profile) -> dict:
+    """A stand-in selection (the first grid point for every β) for counting runs and their cost
+    before the search has finished: how many runs and FLOPs do not depend on which λ wins."""
+    first = {"lam": p.lambdas[0], "lam_first": p.lambdas[0] * p.lam_first_factors[0]}
+    choices = {float(b): {"beta": float(b), **first} for b in p.betas}
+    choices["best"] = choices[float(p.betas[-1])]
+    return choices
+
+
+def chapter_configs(p: Profile, root=None) -> dict[str, list[TrainConfig]]:
+    """The runs each chapter reads (by notebook name). β-LASSO rows come from the finished
+    search, or from :func:`placeholder_choices` while it is unfinished (for planning only)."""
+    from companion import search
+
+    try:
+        choices = search.lasso_selection(p, root)
+    except MissingRunsError:
+        choices = placeholder_choices(p)
+    t2 = table2_configs(p, choices)
+    table2 = search_configs(p) + list(t2.values())
+    fig5 = figure5_configs(p, choices["best"])
+    return {
+        "00_summary": _unique(table1_configs(p) + table2 + scaling_configs(p) + fig5),
+        "01_parameters": [], "02_table1": table1_configs(p), "03_scaling": scaling_configs(p),
+        "04_table2": _unique(table2), "05_resnet_kernels": fig5, "06_sparsity": list(t2.values()),
+        "07_filters": list(t2.values()), "08_mdl": list(t2.values()), "09_locality": list(t2.values()),
+        "10_permutation": list(permutation_configs(t2).values()), "11_sparse_execution": list(t2.values()),
+    }
