@@ -73,3 +73,23 @@ def test_fewest_params_to_fit():
     out = experiments.fewest_params_to_fit(df, 80.0).set_index("model")
     assert out.loc["a", "min_params"] == 100 and out.loc["a", "best_test_acc"] == 55.0
     assert out.loc["b", "min_params"] != out.loc["b", "min_params"]  # NaN: never reaches 80 %
+
+
+def test_experiments_fan_out_checks_options_before_any_stage(tmp_path):
+    import pytest
+
+    from companion import profiles, runs
+
+    with pytest.raises(ValueError, match="time"):
+        runs.train_missing(profiles.get("smoke"), tmp_path, executor="slurm", time="abc")
+    assert not any(tmp_path.iterdir())  # nothing trained or submitted
+
+
+def test_experiments_executor_with_every_run_finished_submits_nothing():
+    from companion import profiles, runs
+
+    p = profiles.get("smoke")
+    before = {c.run_id() for c in runs.stage1(p)}
+    done = runs.train_missing(p, None, executor="local")  # the committed smoke store is complete
+    assert before <= {r.run_id for r in done}
+    assert not (runs.results_dir(p) / ".launch").exists() or not any((runs.results_dir(p) / ".launch").rglob("*.pkl"))

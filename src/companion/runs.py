@@ -235,14 +235,22 @@ def ensure(configs, root, *, progress: bool = True) -> list:
     return runs
 
 
-def train_missing(p: Profile, root=None, *, progress: bool = True) -> list:
+def train_missing(p: Profile, root=None, *, progress: bool = True, executor: str = "serial", **options) -> list:
     """Train every run of the book that is missing: stage 1, then stage 2 (listed from stage 1's
-    finished search). Returns the finished runs."""
+    finished search). With an ``executor`` other than ``serial`` each stage is submitted through
+    :func:`companion.launch.train_missing` and waited for, so stage 2's selection-dependent runs
+    are submitted only once the search they depend on has finished. Returns the finished runs."""
+    from companion import launch
+
     folder = results_dir(p, root)
-    runs = []
+    if executor == "serial":
+        return [run for stage in stages(p, folder) for run in ensure(stage, folder, progress=progress)]
+    launch.launch_options(executor, **options)  # bad options fail before stage 1
+    done = []
     for stage in stages(p, folder):
-        runs += ensure(stage, folder, progress=progress)
-    return runs
+        launch.train_missing(stage, folder, executor=executor, progress=progress, **options)
+        done += finished(p, stage, folder)
+    return done
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -255,6 +263,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--data-root", default=None, help="dataset folder (default $COMPANION_DATA_ROOT)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, ... (default auto)")
     p.add_argument("--list", action="store_true", help="only list the runs and whether they are finished")
+    from companion import launch
+
+    launch.add_arguments(p)
     p.set_defaults(func=_cli)
 
 
@@ -274,7 +285,13 @@ def _cli(args) -> int:
             state = "finished" if find_run(c, root) else "missing"
             print(f"{c.run_id()}  {state:8s}  {c.model} α={c.alpha} {c.optimizer} {c.epochs} ep")
         return 0
-    runs = train_missing(prof, root)
+    from companion import launch
+
+    options = launch.options_from_args(args)
+    if options.get("wait") is False:
+        raise ValueError("--no-wait submits one stage and returns; experiments needs stage 1 finished "
+                         "before it can list stage 2 (drop --no-wait, or use companion sweep)")
+    runs = train_missing(prof, root, executor=args.executor, **options)
     print(f"{len(runs)} runs finished in {root}")
     return 0
 
