@@ -161,26 +161,37 @@ def cli(config: TrainConfig, root, *extra) -> list[str]:
     return args
 
 
+HOLDER = """
+import sys
+from companion import results
+with results.run_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()  # hold the run until the test says so
+"""
+
+
 @pytest.mark.slow
 def test_two_processes_one_writer(tmp_path):
-    """A second `companion train` of a run in training stops with one error naming the first;
-    with --wait it waits and returns the finished run; metrics get one line per epoch."""
+    """While another process holds a run, `companion train` of it stops with one error naming
+    the holder; with --wait it waits, then trains; metrics get exactly one line per epoch.
+    (The holder is a process that takes the run's lock and waits on its stdin, so the test does
+    not depend on how fast a training run is.)"""
     config = TrainConfig(**{**TINY, "epochs": 4, "subset": 1024})
     run_dir = tmp_path / config.run_id()
-    first = subprocess.Popen(cli(config, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while results.lock_holder(run_dir) is None:
-        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
-        time.sleep(0.01)
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held", holder.stderr.read()
+    second = subprocess.run(cli(config, tmp_path, "--resume"), capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2
+    assert f"is being trained by pid {holder.pid} on host {socket.gethostname()}" in second.stderr
+    assert second.stderr.count("error") == 1 and "Traceback" not in second.stderr
+    assert not (run_dir / results.METRICS).exists()  # the refused process wrote nothing
     waiter = subprocess.Popen(cli(config, tmp_path, "--wait"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
-    second = subprocess.run(cli(config, tmp_path, "--resume"), capture_output=True, text=True, timeout=120)
-    assert first.poll() is None, "the first run ended before the second started; make it longer"
-    assert second.returncode == 2
-    assert f"is being trained by pid {first.pid} on host {socket.gethostname()}" in second.stderr
-    assert second.stderr.count("error") == 1 and "Traceback" not in second.stderr
-    out, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
+    time.sleep(1.0)
+    assert waiter.poll() is None and not (run_dir / results.METRICS).exists()  # waiting, not training
+    holder.communicate("go\n", timeout=60)
     out, err = waiter.communicate(timeout=300)
     assert waiter.returncode == 0 and f"run: {run_dir}" in out, err
     assert [m["epoch"] for m in results.read_jsonl(run_dir / results.METRICS)] == [1, 2, 3, 4]
