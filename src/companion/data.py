@@ -20,6 +20,11 @@ The official files are read here (pickle batches / ``scipy.io.loadmat``) rather 
 official one, which would make the format untestable with small files. Whether the files read are
 the bit-exact official ones is recorded instead in ``fingerprint["official_md5"]``.
 
+The fingerprint (saved in every run's summary) names the data without any path of the machine
+that read it: ``source`` is the kind of origin (``npz``, ``official:CIFAR10``, ``synthetic(...)``),
+``content_blake2b`` hashes the arrays read (train and test, before the seeded split), and the
+split is fixed by ``val_size``, ``subset`` and ``seed``, recorded beside the split sizes.
+
 ``"synthetic"`` is a task with a known answer for locality checks: see :func:`make_synthetic`.
 """
 
@@ -280,7 +285,7 @@ def _load_arrays(dataset: str, root: Path, num_classes: int, download: bool):
     if npz is not None:
         train = _read_npz(npz / "train.npz", num_classes)
         test = _read_npz(npz / "test.npz", num_classes)
-        return train, test, f"npz:{npz}", None
+        return train, test, "npz", None
 
     for folder in (root, root / dataset):
         if _official_present(dataset, folder):
@@ -398,7 +403,7 @@ def _read_official(dataset: str, folder: Path, num_classes: int):
         splits.append((x, y))
     official = all(check_integrity(str(p), md5) for s in files for p, md5 in files[s])
     name = _tv_class(dataset).__name__
-    return splits[0], splits[1], f"official:{name}:{folder}", official
+    return splits[0], splits[1], f"official:{name}", official
 
 
 def _read_cifar_pickle(path: Path, label_key: str):

@@ -1,0 +1,48 @@
+"""Provenance names the data by dataset, split sizes and content hash, never by a machine path."""
+
+import json
+import os
+
+import numpy as np
+
+from companion import results
+from companion.config import TrainConfig
+from companion.training import train
+
+
+def _npz_folder(folder, n_train=96, n_test=32):
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for name, n in (("train", n_train), ("test", n_test)):
+        np.savez(folder / f"{name}.npz", x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                 y=rng.integers(0, 10, n))
+
+
+def _strings(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _strings(v)
+    elif isinstance(obj, str):
+        yield obj
+
+
+def test_new_summary_names_data_without_a_path(tmp_path):
+    data = tmp_path / "machine-specific-data"
+    _npz_folder(data / "cifar10")
+    config = TrainConfig(model="3-fc", alpha=8, epochs=1, dataset="cifar10", data_root=str(data),
+                         batch_size=32, val_size=32, device="cpu")
+    run = train(config, root=tmp_path / "runs", progress=False)
+    dataset = json.loads((run.path / results.SUMMARY).read_text())["dataset"]
+    assert dataset["source"] == "npz"
+    assert (dataset["n_train"], dataset["n_val"], dataset["n_test"]) == (64, 32, 32)
+    assert len(dataset["content_blake2b"]) == 32
+    for text in _strings(dataset):
+        assert str(data) not in text and not os.path.isabs(text), text
+
+
+def test_data_root_does_not_change_the_run_id(tmp_path):
+    a = TrainConfig(model="3-fc", alpha=8, epochs=1, dataset="cifar10")
+    assert a.run_id() == a.replace(data_root=str(tmp_path)).run_id()
