@@ -401,21 +401,27 @@ def _local_executors(root: Path, opts: LaunchOptions) -> tuple[list, int | None]
 
 def _run_local(todo, root, opts, report, progress) -> None:
     """At most one job per slot (submitit's LocalExecutor would start all at once)."""
+    from companion.progress import RunWatcher
+
     executors, threads = _local_executors(root, opts)
     report.log_dir = str(_log_dir(root, opts))
-    queue, running = list(todo), {}  # slot -> (config, job)
+    queue, running, watchers = list(todo), {}, {}  # slot -> (config, job), slot -> its progress line
     try:
         while queue or running:
             for slot, executor in enumerate(executors):
                 if slot not in running and queue:
                     config = queue.pop(0)
-                    job = executor.submit(TrainJob(root, threads), config)
+                    job = executor.submit(TrainJob(root, threads, progress), config)
+                    watchers[slot] = RunWatcher(config, root / config.run_id())
                     job._results_timeout_s = 2  # a killed local job leaves no result: do not wait 15 s for it
                     report.submitted[config.run_id()] = job.job_id
                     running[slot] = (config, job)
                     if progress:
                         print(f"[{len(report.submitted)}/{len(todo)}] {config.run_id()}: local job {job.job_id}",
                               flush=True)
+            if progress:
+                for slot in running:
+                    watchers[slot].poll()  # one line per epoch a job logged
             done = [slot for slot, (_, job) in running.items() if job.done()]
             for slot in done:
                 _collect(*running.pop(slot), root, report, progress)

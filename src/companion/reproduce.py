@@ -14,6 +14,12 @@ renders those copies without executing anything (``execute_notebooks: "off"``).
   source); it is re-executed only when that hash changes, or with ``force=True``.
 * ``in_place=True`` refreshes the committed notebooks themselves (smoke profile, no injected
   cell, no run-specific metadata): these are the reference outputs ``nbval`` compares against.
+* Progress (``progress=True``, the default): one line per notebook, and what the notebook's
+  kernel prints to stdout/stderr is forwarded to this process's as it runs (papermill's
+  ``stdout_file``/``stderr_file``), with ``progress=True`` injected into the notebooks that
+  declare it, so a run trained inside a chapter shows its progress line
+  (:mod:`companion.progress`) on the terminal. ``progress`` does not change a chapter's content,
+  so it is left out of the hash that decides whether a chapter is up to date.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,6 +44,8 @@ PARAMETER_TAGS = ("parameters", "injected-parameters")
 REMOVE_TAG = "remove-cell"
 #: Key under the executed notebook's metadata where the provenance is stored.
 META_KEY = "companion"
+#: notebook parameter that turns on training progress lines; not part of the inputs digest
+PROGRESS_PARAM = "progress"
 
 
 def find_notebooks(notebooks=None, only: Iterable[str] | None = None) -> list[Path]:
@@ -122,11 +131,7 @@ def reproduce(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    from tqdm.auto import tqdm
-
-    bar = tqdm(paths, desc=f"reproduce ({profile})", unit="notebook", disable=not progress)
-    for path in bar:
-        bar.set_postfix_str(path.name)
+    for i, path in enumerate(paths, 1):
         if in_place:
             params, target = {}, path
         else:
@@ -135,23 +140,32 @@ def reproduce(
             target = out_dir / path.name
         digest = _inputs_digest(path, params)
         if not force and not in_place and _recorded_digest(target) == digest:
-            written.append(target)  # up to date
+            if progress:
+                print(f"[{i}/{len(paths)}] {path.name}: up to date ({profile})", flush=True)
+            written.append(target)
             continue
-        _execute(path, target, params, digest, in_place=in_place)
+        if progress:
+            print(f"[{i}/{len(paths)}] {path.name}: executing at profile {profile}", flush=True)
+            if not in_place and PROGRESS_PARAM in declared[path]:
+                params.setdefault(PROGRESS_PARAM, True)
+        _execute(path, target, params, digest, in_place=in_place, stream=progress)
         written.append(target)
     return written
 
 
-def _execute(source: Path, target: Path, params: dict, digest: str, *, in_place: bool) -> None:
-    """Run ``source`` into a temporary file beside ``target``; replace ``target`` on success."""
+def _execute(source: Path, target: Path, params: dict, digest: str, *, in_place: bool,
+             stream: bool = False) -> None:
+    """Run ``source`` into a temporary file beside ``target``; replace ``target`` on success.
+    ``stream``: forward the kernel's stdout/stderr to this process's as they come."""
     import nbformat
     import papermill
 
     tmp = target.with_name(f".{target.stem}.tmp.ipynb")
     failed = target.with_name(f"{target.name}.failed")
+    forward = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if stream else {}
     try:
         papermill.execute_notebook(
-            str(source), str(tmp), parameters=params or None, progress_bar=False
+            str(source), str(tmp), parameters=params or None, progress_bar=False, **forward
         )
     except papermill.PapermillExecutionError as exc:
         if tmp.exists():
@@ -206,7 +220,8 @@ def _inputs_digest(source: Path, params: dict) -> str:
     """Hash of what determines an executed notebook: its source, parameters, package code."""
     h = hashlib.sha256()
     h.update(source.read_bytes())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    content = {k: v for k, v in params.items() if k != PROGRESS_PARAM}
+    h.update(json.dumps(content, sort_keys=True, default=str).encode())
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*")):
         if path.suffix in {".py", ".json", ".yaml"} and "__pycache__" not in path.parts:

@@ -259,7 +259,7 @@ def _retrain(config: TrainConfig, root: Path, final_dir: Path, fit) -> None:
 def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lock) -> None:
     """Train from ``state`` (a checkpoint, or None) to the last epoch. Rank 0 evaluates, writes
     metrics and checkpoints into ``run_dir``, then the arrays and summary."""
-    from tqdm import tqdm
+    from companion.progress import EpochProgress
 
     config, writer = job.config, job.group.writer
     loop = _build(job, state)
@@ -273,13 +273,12 @@ def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lo
         results.write_jsonl(run_dir / results.METRICS, metrics)  # the metrics the checkpoint vouches for
     sizes = layer_sizes(loop.model)
     session_start = time.perf_counter()
-    bar = tqdm(total=config.epochs * loop.steps, initial=start * loop.steps, disable=not (progress and writer),
-               desc=f"{config.model} α={config.alpha} {config.run_id()}", unit="step", dynamic_ncols=True)
+    line = EpochProgress(config, start, enabled=progress and writer)  # one line per run, per epoch
     try:
         for epoch in range(start + 1, config.epochs + 1):
             t0 = time.perf_counter()
             lr = loop.scheduler.get_last_lr()[0]
-            train_loss, train_acc = train_epoch(loop, epoch, bar)
+            train_loss, train_acc = train_epoch(loop, epoch)
             if not math.isfinite(train_loss):
                 last = f"epoch {epoch - 1}'s checkpoint is kept" if epoch > 1 else "no checkpoint was written"
                 raise RuntimeError(
@@ -289,14 +288,13 @@ def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lo
                 continue
             row = epoch_metrics(loop, epoch, train_loss, train_acc, lr, sizes, t0)
             metrics.append(row)
-            bar.set_postfix({"epoch": epoch, "loss": f"{train_loss:.3f}", "acc": f"{train_acc:.3f}",
-                             **{k[:-4]: f"{row[k]:.3f}" for k in ("val_acc", "test_acc") if row[k] is not None}})
             save_checkpoint(run_dir / results.CHECKPOINT, loop, epoch, metrics, resumed_at,
                             wall_before + time.perf_counter() - session_start)
             results.append_jsonl(run_dir / results.METRICS, row)
             lock.heartbeat()
+            line.epoch(epoch, row["images_per_s"])
     finally:
-        bar.close()
+        line.close()
     if writer:
         _finish(loop, run_dir, metrics, wall_before + time.perf_counter() - session_start, resumed_at)
 
@@ -359,7 +357,7 @@ def _build(job: _Job, state: dict | None) -> _Loop:
                  make_augment(config.augment, config.dataset), steps)
 
 
-def train_epoch(loop: _Loop, epoch: int, bar) -> tuple[float, float]:
+def train_epoch(loop: _Loop, epoch: int) -> tuple[float, float]:
     """One pass over the training set in a fresh order (Appendix A.2); returns the mean training
     loss and accuracy over all ranks. Order, augmentation and dropout are seeded by (seed, epoch)."""
     from companion.data import batches
@@ -384,7 +382,6 @@ def train_epoch(loop: _Loop, epoch: int, bar) -> tuple[float, float]:
         loop.scheduler.step()
         loss_sum += loss.detach().float()
         correct += (logits.detach().argmax(1) == y).sum()
-        bar.update()
     # the epoch's one sync of the training loop
     train_loss = group.total(loss_sum).item() / group.world_size / loop.steps
     return train_loss, group.total(correct).item() / (loop.steps * config.batch_size)
@@ -566,7 +563,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     p.add_argument("--wait", action="store_true",
                    help="if another process is training this run, wait for it instead of stopping")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cli)
 
 
