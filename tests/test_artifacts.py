@@ -59,3 +59,52 @@ def test_store_weights_refuses_to_exceed_the_budget(tmp_path):
     with pytest.raises(ValueError, match="over the 0 MiB limit"):
         artifacts.store_weights([run], max_bytes=10)
     assert not (run.path / artifacts.WEIGHTS).exists()  # nothing written
+
+
+def test_weights_source_and_untrained_stand_in(tmp_path):
+    from companion.config import TrainConfig
+    from companion.training import train
+
+    config = TrainConfig(model="3-fc", alpha=8, epochs=1, dataset="synthetic", batch_size=64, subset=128, val_size=64)
+    run = train(config, root=tmp_path, progress=False)
+    assert artifacts.weights_source(run) == "checkpoint"
+    artifacts.store_weights([run])
+    (run.path / "checkpoint.pt").unlink()
+    assert artifacts.weights_source(run) == artifacts.WEIGHTS
+    (run.path / artifacts.WEIGHTS).unlink()
+    assert artifacts.weights_source(run) is None
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    a, b = artifacts.untrained_network(run, seed=0), artifacts.untrained_network(run, seed=0)
+    assert torch.equal(torch.rand(1), before)  # the global generator is left alone
+    assert not a.training and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert a(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def _cli_runs(tmp_path):
+    """Two finished runs keyed like Table 2's rows: β-LASSO with a threshold βλ above every initial
+    weight (its export is sparse) and SGD (dense)."""
+    from companion.config import TrainConfig
+    from companion.runs import S_FC_SGD, lasso_key
+    from companion.training import train
+
+    base = dict(model="3-fc", alpha=8, epochs=1, dataset="synthetic", batch_size=64, subset=128, val_size=64)
+    sparse = train(TrainConfig(**base, optimizer="beta-lasso", lam=1e-2, beta=50), root=tmp_path, progress=False)
+    dense = train(TrainConfig(**base, optimizer="sgd"), root=tmp_path, progress=False)
+    return {lasso_key(50): sparse, S_FC_SGD: dense}
+
+
+def test_weights_command_stores_the_sparse_runs_only_within_budget(tmp_path, monkeypatch, capsys):
+    from companion import cli, tables_weights
+
+    runs = _cli_runs(tmp_path)
+    monkeypatch.setattr(tables_weights, "sparse_runs", lambda p, root: runs)
+    sparse, dense = runs.values()
+    assert tables_weights.weights_needed(sparse) and not tables_weights.weights_needed(dense)
+    assert cli.main(["weights", "--profile", "smoke", "--results-dir", str(tmp_path), "--max-mib", "0.000001"]) == 2
+    assert "over the" in capsys.readouterr().err and not (sparse.path / artifacts.WEIGHTS).exists()
+    assert cli.main(["weights", "--profile", "smoke", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (sparse.path / artifacts.WEIGHTS).is_file() and not (dense.path / artifacts.WEIGHTS).exists()
+    assert f"{sparse.run_id}" in out and "not stored (dense" in out and "1 of 2 runs stored" in out

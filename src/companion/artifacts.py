@@ -74,6 +74,7 @@ def save_weights(run: results.Run, model: torch.nn.Module) -> Path:
 
 
 def _build(run: results.Run) -> torch.nn.Module:
+    """A freshly initialised network of ``run``'s architecture (what its weights load into)."""
     from companion.data import IMAGE_SHAPE, NUM_CLASSES
     from companion.models import build_model
 
@@ -93,6 +94,25 @@ def load_weights(run: results.Run) -> torch.nn.Module:
     model = _build(run)
     model.load_state_dict(state)
     return model.eval()
+
+
+def weights_source(run: results.Run) -> str | None:
+    """Where :func:`trained_network` would read ``run``'s weights: ``"checkpoint"``,
+    :data:`WEIGHTS`, or None when neither is stored."""
+    if (run.path / results.CHECKPOINT).is_file():
+        return "checkpoint"
+    if (run.path / WEIGHTS).is_file():
+        return WEIGHTS
+    return None
+
+
+def untrained_network(run: results.Run, *, seed: int = 0) -> torch.nn.Module:
+    """A network of ``run``'s architecture at its initialisation from ``seed`` (eval mode, CPU):
+    a stand-in where only the shape matters (a dense matrix product costs the same whatever the
+    values); never a substitute for the trained weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(run).eval()
 
 
 def trained_network(run: results.Run) -> torch.nn.Module:
@@ -136,3 +156,43 @@ def store_weights(runs, *, max_bytes: int = 25 * 2**20) -> dict[str, int]:
     for r in todo:
         results.write_atomic(r.path / WEIGHTS, lambda f, data=packed[r.run_id]: f.write(data))
     return sizes
+
+
+# --------------------------------------------------------------------------- CLI
+def add_cli(subparsers) -> None:
+    """``companion weights --profile P``: store the compact weights the sparse-execution chapter
+    needs (:func:`companion.tables_weights.weights_needed`) beside their runs."""
+    from companion.profiles import PROFILE_NAMES
+
+    p = subparsers.add_parser(
+        "weights", help="store the compact trained weights chapter 11 reads (weights.npz)",
+        description=f"Write {WEIGHTS} (int32 positions and fp32 values of the non-zero weights of each "
+                    "sparse tensor, other tensors as they are) beside each run of Table 2's S-FC networks "
+                    "whose export is sparse, from its checkpoint; dense runs are not stored (chapter 11 "
+                    "times an untrained network of their shape). Fails, writing nothing, over --max-mib.")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default="cpu")
+    p.add_argument("--results-dir", default=None, help="results store (default results/<profile>)")
+    p.add_argument("--max-mib", type=float, default=25.0, help="limit on all stored weights together (MiB)")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    from companion import profiles
+    from companion.captions import run_label
+    from companion.runs import results_dir
+    from companion.tables_weights import sparse_runs, weights_needed
+
+    prof = profiles.get(args.profile)
+    root = results_dir(prof, args.results_dir)
+    runs = sparse_runs(prof, root)
+    needed = {k: r for k, r in runs.items() if weights_needed(r)}
+    sizes = store_weights(needed.values(), max_bytes=int(args.max_mib * 2**20))
+    for key, run in runs.items():
+        if key in needed:
+            state = f"{sizes[run.run_id] / 2**20:6.2f} MiB  {run.path / WEIGHTS}"
+        else:
+            state = "  not stored (dense: chapter 11 times an untrained network of its shape)"
+        print(f"{run.run_id}  {run_label(key):45s} {state}")
+    print(f"{len(needed)} of {len(runs)} runs stored, {sum(sizes.values()) / 2**20:.2f} MiB of "
+          f"{args.max_mib:g} MiB in {root}")
+    return 0

@@ -10,7 +10,7 @@ import pandas as pd
 from companion.captions import run_label, sci
 from companion.checks import require_columns
 from companion.profiles import Profile
-from companion.tables_weights import MDL_DELTA
+from companion.tables_weights import MDL_DELTA, STAND_IN
 
 def permutation_caveat(p: Profile) -> str:
     """How the permuted runs were trained (chapter 10): each batch is augmented, then permuted
@@ -198,46 +198,79 @@ def describe_permuted_filters(loc: pd.DataFrame) -> str:
 SPARSE_SPEED_GOAL = 5.0
 
 
+def stand_in_note(dense_bytes: float) -> str:
+    """Chapter 11's words for a run timed on an untrained network of its shape."""
+    return (f"weights not committed (dense, {dense_bytes / 2**20:.1f} MiB): timed on an untrained network of the "
+            "same shape; accuracy from the run's summary")
+
+
 def describe_sparse(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float = SPARSE_SPEED_GOAL) -> str:
-    """Sentences on chapter 11's tables: agreement of the predictions, and speed and memory of the
-    sparsest run against the goal, per thread count."""
-    require_columns(summary, ["row", "density", "images", "same_prediction", "max_logit_diff", "memory_ratio"],
-          "the sparse-execution summary")
+    """Sentences on chapter 11's tables: agreement of the predictions (runs with trained weights
+    only), and speed and memory of the sparsest run against the goal, per thread count."""
+    require_columns(summary, ["row", "weights", "density", "images", "same_prediction", "max_logit_diff",
+                              "memory_ratio"], "the sparse-execution summary")
     require_columns(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
-    agree = bool((summary["same_prediction"] == summary["images"]).all())
-    n = int(summary["images"].iloc[0])
-    first = (f"On all {n:,} test images the export predicts the same class as the dense network for every run "
-             if agree else "The export does not predict the same class as the dense network on every test image "
-             "(" + "; ".join(f"{r}: {s:,} of {i:,}" for r, s, i in
-                            zip(summary["row"], summary["same_prediction"], summary["images"])) + ") ")
-    first += f"(largest logit difference {summary['max_logit_diff'].max():.1e}, float rounding of the folded batch-norm)."
+    trained = summary[summary["weights"] != STAND_IN]
+    if trained.empty:
+        first = ("No run's trained weights are available here, so the export's predictions are compared for "
+                 "none of them.")
+    else:
+        n = int(trained["images"].iloc[0])
+        which = "every run" if len(trained) == len(summary) else f"each of the {len(trained)} runs with trained weights"
+        agree = bool((trained["same_prediction"] == trained["images"]).all())
+        first = (f"On all {n:,} generated inputs the export predicts the same class as the dense network for {which} "
+                 if agree else "The export does not predict the same class as the dense network on every input "
+                 "(" + "; ".join(f"{r}: {int(s):,} of {int(i):,}" for r, s, i in
+                                zip(trained["row"], trained["same_prediction"], trained["images"])) + ") ")
+        first += (f"(largest logit difference {trained['max_logit_diff'].max():.1e}, float rounding of the folded "
+                  "batch-norm).")
     sparsest = summary.loc[summary["density"].idxmin()]
     own = speeds[speeds["row"] == sparsest["row"]]
     parts = [f"{s:.1f}× ({t} thread{'s' if t > 1 else ''})" for t, s in zip(own["threads"], own["speedup"])]
     met = [t for t, s in zip(own["threads"], own["speedup"]) if s >= goal]
     verdict = (f"which meets the goal of {goal:g}× with {' and '.join(map(str, met))} thread(s)"
                if met else f"which misses the goal of {goal:g}×")
+    stand_in = ("; its weights are not committed, so an untrained network of its shape was timed"
+                if sparsest["weights"] == STAND_IN else "")
     return (f"{first} The sparsest network, {sparsest['row']} ({sparsest['density'] * 100:.1f} % of its weights "
-            f"non-zero), runs at {' and '.join(parts)} the dense network's images/s, {verdict}, and takes "
+            f"non-zero{stand_in}), runs at {' and '.join(parts)} the dense network's images/s, {verdict}, and takes "
             f"{sparsest['memory_ratio']:.1f}× less memory.")
 
 
 def describe_sparse_weights(summary: pd.DataFrame) -> str:
-    """Where chapter 11's trained weights came from: stored checkpoints, or training again."""
-    require_columns(summary, ["row", "weights", "test_acc", "stored_test_acc"], "the sparse-execution summary")
-    again = summary[summary["weights"] == "retrained"]
-    if again.empty:
-        return "The trained weights were read from the runs' stored checkpoints."
-    same = bool((again["test_acc"] == again["stored_test_acc"]).all())
-    text = (f"The results store committed with the book keeps no checkpoints (they are large), so "
-            f"{len(again)} of the {len(summary)} networks were trained again from their stored configs "
-            "before the export")
-    if same:
-        return text + "; each retrained network reached exactly the stored test accuracy."
-    diffs = "; ".join(f"{r}: {a:.2f} % (stored {b:.2f} %)" for r, a, b in
-                      zip(again["row"], again["test_acc"], again["stored_test_acc"]) if a != b)
-    return (text + f". Retraining on another machine need not repeat the stored run bit for bit; test "
-            f"accuracy of the retrained networks that differ: {diffs}. The tables use the retrained weights.")
+    """Where chapter 11's networks came from: checkpoints, committed compact weights, or (dense
+    runs whose weights are not committed) an untrained network of the same shape."""
+    from companion.artifacts import WEIGHTS
+    require_columns(summary, ["row", "weights", "dense_bytes"], "the sparse-execution summary")
+    by = {w: list(part["row"]) for w, part in summary.groupby("weights", sort=False)}
+    parts = []
+    if "checkpoint" in by:
+        parts.append(f"from the run's checkpoint for {'; '.join(by['checkpoint'])}")
+    if WEIGHTS in by:
+        parts.append(f"from the committed compact weights ({WEIGHTS}: positions and values of the non-zero "
+                     f"weights, exact) for {'; '.join(by[WEIGHTS])}")
+    text = (f"Trained weights are read {' and '.join(parts)}." if parts else
+            f"No run's trained weights are stored here (no checkpoint, no {WEIGHTS}).")
+    stand_ins = summary[summary["weights"] == STAND_IN]
+    if not stand_ins.empty:
+        names = "; ".join(f"{r} ({b / 2**20:.1f} MiB)" for r, b in zip(stand_ins["row"], stand_ins["dense_bytes"]))
+        text += (f" The weights of {names} are not committed (dense): each is timed on an untrained network of "
+                 "the same shape, its accuracy is the one in its run's summary, and it has no agreement numbers. "
+                 "Their exports are dense, and a dense matrix product takes the same time whatever its values.")
+    return text
+
+
+def describe_sparse_inputs(summary: pd.DataFrame) -> str:
+    """What chapter 11 ran the networks on: generated inputs, not a dataset (the summary's
+    ``attrs["inputs"]``, set by :func:`companion.tables_weights.sparse_execution`)."""
+    if "inputs" not in summary.attrs:
+        raise ValueError("the sparse-execution summary lacks attrs['inputs'] (made by sparse_execution)")
+    i = summary.attrs["inputs"]
+    shape = "×".join(map(str, i["shape"]))
+    return (f"No dataset is read: the networks run on {max(i['images'], i['batch']):,} inputs drawn from a "
+            f"standard normal (seed {i['seed']}) of shape {shape} in the network's normalised input space (the "
+            f"agreement check uses the first {i['images']:,}, the timing the first {i['batch']:,}); test accuracies "
+            "are those each run's summary recorded at the end of training.")
 
 
 def describe_machine(speeds: pd.DataFrame) -> str:

@@ -1,4 +1,4 @@
-"""Command line: ``companion params | train | sweep | reproduce``.
+"""Command line: ``companion params | train | sweep | reproduce | experiments | weights``.
 
 A thin shell: each sub-command's arguments and behaviour live in the module that implements
 it (``add_cli(subparsers)`` registers it), so the CLI and the notebooks call the same functions.
@@ -17,6 +17,7 @@ COMMANDS = {
     "sweep": "companion.sweep",
     "reproduce": "companion.reproduce",
     "experiments": "companion.runs",
+    "weights": "companion.artifacts",
 }
 
 

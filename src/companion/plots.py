@@ -430,13 +430,18 @@ def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float
     """Chapter 11, one row per network (labelled with its share of non-zero weights): left, the
     sparse export's images/s divided by the dense network's, one bar per CPU thread count, with
     the goal and equal speed marked; right, memory of both. ``summary``/``speeds``:
-    :func:`companion.tables.sparse_execution`'s first and third tables."""
+    :func:`companion.tables_weights.sparse_execution`'s first and third tables; a run timed on an
+    untrained network of its shape says so in its label."""
+    from companion.tables_weights import STAND_IN
+
     require_columns(summary, ["row", "density", "dense_bytes", "sparse_bytes"], "the sparse-execution summary")
     require_columns(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
     fig = Figure(figsize=(11, 1.2 + 0.55 * len(summary)), layout="constrained")
     ax_speed, ax_mem = fig.subplots(1, 2, sharey=True)
     y = list(range(len(summary)))
-    labels = [f"{_short_row(r)}\n{d * 100:.1f} % non-zero" for r, d in zip(summary["row"], summary["density"])]
+    stand_in = summary["weights"] == STAND_IN if "weights" in summary else [False] * len(summary)
+    labels = [f"{_short_row(r)}\n{d * 100:.1f} % non-zero" + ("\n(untrained stand-in)" if u else "")
+              for r, d, u in zip(summary["row"], summary["density"], stand_in)]
     counts = list(dict.fromkeys(speeds["threads"]))
     height = 0.8 / len(counts)
     for i, threads in enumerate(counts):
@@ -464,16 +469,22 @@ def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float
 
 
 def sparse_summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """Chapter 11's per-run table, formatted."""
+    """Chapter 11's per-run table, formatted; a run timed on an untrained network of its shape
+    (no agreement numbers: "—") says so in its "weights from" cell."""
+    from companion.captions_weights import stand_in_note
+    from companion.tables_weights import STAND_IN
+
     require_columns(summary, ["row", "weights", "test_acc", "density", "images", "same_prediction", "max_logit_diff",
                        "dense_bytes", "sparse_bytes", "memory_ratio"], "the sparse-execution summary")
     return pd.DataFrame({
         "network": summary["row"],
-        "weights from": summary["weights"],
+        "weights from": [stand_in_note(b) if w == STAND_IN else w
+                         for w, b in zip(summary["weights"], summary["dense_bytes"])],
         "test acc. (%)": summary["test_acc"].map(number),
         "non-zero (%)": (summary["density"] * 100).map(lambda v: number(v, 2)),
-        "same prediction": [f"{s:,} / {n:,}" for s, n in zip(summary["same_prediction"], summary["images"])],
-        "max |Δ logit|": summary["max_logit_diff"].map(lambda v: f"{v:.1e}"),
+        "same prediction": [f"{int(s):,} / {int(n):,}" if s == s else "—"
+                            for s, n in zip(summary["same_prediction"], summary["images"])],
+        "max |Δ logit|": summary["max_logit_diff"].map(lambda v: f"{v:.1e}" if v == v else "—"),
         "dense (MiB)": (summary["dense_bytes"] / 2**20).map(number),
         "sparse (MiB)": (summary["sparse_bytes"] / 2**20).map(number),
         "memory ratio": summary["memory_ratio"].map(lambda v: f"{v:.1f}×"),

@@ -166,38 +166,89 @@ def sparse_runs(p: Profile, root=None) -> dict:
     return {key: run for key, run in distinct_runs(t2_runs).items() if run.config.model == "s-fc"}
 
 
+def summary_density(run) -> pd.DataFrame:
+    """Each weight layer's non-zeros as ``run``'s summary recorded them at the end of training
+    (the columns of :func:`companion.sparse.density_report`)."""
+    s = run.summary
+    df = pd.DataFrame([(name, n, s["nonzeros"][name]) for name, n in s["params"].items()],
+                      columns=["layer", "params", "nonzeros"])
+    df["density"] = df["nonzeros"] / df["params"]
+    return df
+
+
+def weights_needed(run) -> bool:
+    """Whether chapter 11 needs ``run``'s trained weights: some layer of its export is sparse
+    (density at most :data:`companion.sparse.AUTO_MAX_DENSITY` by its summary). Otherwise the
+    export is a dense network, whose speed does not depend on its values, and an untrained
+    network of the same shape stands in (:func:`companion.artifacts.untrained_network`)."""
+    from companion.sparse import AUTO_MAX_DENSITY
+
+    return bool((summary_density(run)["density"] <= AUTO_MAX_DENSITY).any())
+
+
+#: chapter 11's inputs: ``images`` draws from a standard normal in the network's normalised
+#: input space (no dataset is read), with this seed
+PROBE_SEED = 0
+#: untrained stand-ins are initialised from this seed
+STAND_IN_SEED = 0
+#: the ``weights`` entry of a run timed on an untrained network of its shape
+STAND_IN = "untrained"
+
+
+def probe_inputs(n: int, seed: int = PROBE_SEED):
+    """``n`` inputs of shape C × H × W (:data:`companion.data.IMAGE_SHAPE`) drawn from a standard
+    normal with ``seed``: the scale of normalised images (zero mean, unit variance per channel)
+    without reading any dataset."""
+    import torch
+
+    from companion.data import IMAGE_SHAPE
+
+    h, w, c = IMAGE_SHAPE
+    return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
 def sparse_execution(p: Profile, root=None, *, runs: dict | None = None, threads=None, batch: int = 512,
-                     repeats: int = 5, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                     images: int = 1000, repeats: int = 5, seed: int = PROBE_SEED
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Section 5's future work, measured: each distinct S-FC run of Table 2 (SGD and β-LASSO),
     exported by :func:`companion.sparse.to_sparse` (``layout="auto"``) and run on the CPU.
 
-    Returns three tables: per run (weights' source, test accuracy, density, whether the export
-    predicts the same class as the dense network on every test image, memory), per run and layer
-    (the export's layout and density), and per run and thread count (images/s of both on one
-    batch of ``batch`` test images, measured side by side, and their ratio). A run's weights come
-    from its checkpoint or, where none is stored, from training it again
-    (:func:`companion.training.trained_model`). ``runs``: :func:`sparse_runs`, if already at hand."""
-    from companion import sparse
-    from companion.augment import normalize
-    from companion.checks import check_int
-    from companion.data import load_data
-    from companion.training import trained_model
+    Weights come from the run's checkpoint or its committed :data:`companion.artifacts.WEIGHTS`
+    (:func:`companion.artifacts.trained_network`). A run with neither whose export is dense
+    (not :func:`weights_needed`) is timed on an untrained network of its shape
+    (``weights`` = :data:`STAND_IN`; no agreement numbers); one whose export is sparse is a
+    ``FileNotFoundError``. No dataset is read: agreement uses ``images`` and timing the first
+    ``batch`` of :func:`probe_inputs`; test accuracy is the run's summary's.
 
-    check_int("batch", batch, minimum=1)  # test images per timed forward pass
+    Returns three tables: per run (weights' source, test accuracy, density, how many inputs the
+    export classifies as the dense network does and the largest logit difference, memory), per
+    run and layer (the export's layout and density), and per run and thread count (images/s of
+    both on one batch, measured side by side, and their ratio). ``runs``: :func:`sparse_runs`,
+    if already at hand."""
+    from companion import artifacts, sparse
+    from companion.checks import check_int
+
+    check_int("batch", batch, minimum=1)  # inputs per timed forward pass
+    check_int("images", images, minimum=1)  # inputs of the agreement check
     threads = tuple(threads or sparse_threads())
     fc_runs = runs if runs is not None else sparse_runs(p, root)
-    first = next(iter(fc_runs.values())).config
-    data = load_data(first.dataset, p.data_root, val_size=first.val_size, subset=first.subset, seed=first.seed)
-    x = normalize(data.test.x, first.dataset)
+    x = probe_inputs(max(batch, images), seed)
     rows, layers, speeds = [], [], []
     for key, run in fc_runs.items():
         label = run_label(key)
-        model, origin = trained_model(run, data_root=p.data_root, progress=progress)
+        source = artifacts.weights_source(run)
+        if source is None and weights_needed(run):
+            raise FileNotFoundError(
+                f"run {run.run_id} ({label}) has neither a checkpoint nor stored weights "
+                f"({artifacts.WEIGHTS}), and its export is sparse, so no untrained network can stand in; "
+                f"store them where its checkpoint is with `companion weights --profile {p.name}`")
+        trained = source is not None
+        model = artifacts.trained_network(run) if trained else artifacts.untrained_network(run, seed=STAND_IN_SEED)
         exported = sparse.to_sparse(model)
-        density = sparse.density_report(model)
-        same = sparse.agreement(model, exported, x)
-        rows.append({"row": label, "weights": origin["source"], "test_acc": origin["test_acc"] * 100,
-                     "stored_test_acc": origin["stored_test_acc"] * 100,
+        density = sparse.density_report(model) if trained else summary_density(run)
+        same = (sparse.agreement(model, exported, x[:images]) if trained else
+                {"images": float("nan"), "same_prediction": float("nan"), "max_logit_diff": float("nan")})
+        rows.append({"row": label, "weights": source or STAND_IN, "test_acc": run.summary["final_test_acc"] * 100,
                      "density": density["nonzeros"].sum() / density["params"].sum(),
                      **same, "dense_bytes": sparse.memory_bytes(model),
                      "sparse_bytes": sparse.memory_bytes(exported)})
@@ -205,10 +256,9 @@ def sparse_execution(p: Profile, root=None, *, runs: dict | None = None, threads
             layers.append({"row": label, "layer": layer_name(d["layer"]), "weights": d["params"],
                            "nonzeros": d["nonzeros"], "density": d["density"], "layout": layer.layout})
         for n in threads:
-            speeds.append({"row": label, "density": rows[-1]["density"],
+            speeds.append({"row": label, "weights": rows[-1]["weights"], "density": rows[-1]["density"],
                            **sparse.inference_speed(model, exported, x[:batch], threads=n, repeats=repeats)})
     summary = pd.DataFrame(rows)
     summary["memory_ratio"] = summary["dense_bytes"] / summary["sparse_bytes"]
+    summary.attrs["inputs"] = {"images": images, "batch": batch, "seed": seed, "shape": tuple(x.shape[1:])}
     return summary, pd.DataFrame(layers), pd.DataFrame(speeds)
-
-
