@@ -182,7 +182,8 @@ def _execute(source: Path, target: Path, params: dict, digest: str, *, in_place:
         _strip_run_metadata(nb)
     else:
         _hide_parameter_cells(nb)
-        nb.metadata[META_KEY] = {"inputs_digest": digest, "parameters": params}
+        shown = {k: v for k, v in params.items() if k != PROGRESS_PARAM}  # what determines the content
+        nb.metadata[META_KEY] = {"inputs_digest": digest, "parameters": shown}
     nbformat.write(nb, tmp)
     os.replace(tmp, target)
     if failed.exists():
