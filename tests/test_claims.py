@@ -72,14 +72,27 @@ def table2_frame(sgd: float, lasso: float) -> pd.DataFrame:
                          "lam_first": [None, None, None, 3e-4, 9e-5], "val_acc": [50.0] * 5})
 
 
-def test_lasso_beats_sgd_claim_and_noise():
-    claim = E.claim_lasso_beats_sgd(table2_frame(40.0, 42.0), n_test=10_000)
-    assert claim["holds"] and "+2.00 pp" in claim["ours"] and "85.19" in claim["paper"]
-    se = np.hypot(E.accuracy_se(40.0, 10_000), E.accuracy_se(42.0, 10_000))
-    assert f"{se:.2f} pp" in claim["ours"]
-    assert not E.claim_lasso_beats_sgd(table2_frame(42.0, 42.0))["holds"]  # a tie is not "higher"
-    with pytest.raises(ValueError, match="best β"):
-        E.claim_lasso_beats_sgd(table2_frame(1, 2).iloc[:3])
+def seeds_frame(sgd: float, lasso: float, sd: float = 0.5, k: int = 3) -> pd.DataFrame:
+    """protocol.table2_seeds's frame for S-FC SGD and the chosen β-LASSO (mean ± sd over k seeds)."""
+    return pd.DataFrame({"row": ["S-FC, SGD", E.run_label(E.BEST_LASSO)], "n_seeds": [k, k],
+                         "test_acc_mean": [sgd, lasso], "test_acc_sd": [sd, sd] if k > 1 else [np.nan] * 2,
+                         "n_test": [10_000, 10_000]})
+
+
+def test_lasso_beats_sgd_claim_uses_seed_spread_and_test_noise():
+    paper_t2 = {"sgd": 78.63, "lasso": 85.19}
+    claim = E.claim_lasso_beats_sgd(seeds_frame(40.0, 42.0), paper_t2)
+    se = (E.accuracy_se(40.0, 10_000) ** 2 + E.accuracy_se(42.0, 10_000) ** 2 + 2 * 0.5 ** 2 / 3) ** 0.5
+    assert claim["holds"] and "+2.00 pp" in claim["ours"] and f"1 s.e. {se:.2f} pp" in claim["ours"]
+    assert "85.19" in claim["paper"] and "40.00 ± 0.50" in claim["ours"] and "3 seeds" in claim["ours"]
+    # the same gain with a large seed spread is within noise: 2 s.e. > 2 pp
+    assert not E.claim_lasso_beats_sgd(seeds_frame(40.0, 42.0, sd=2.0), paper_t2)["holds"]
+    # a positive gain smaller than twice the test-sampling error alone does not hold either
+    assert not E.claim_lasso_beats_sgd(seeds_frame(40.0, 41.0, k=1), paper_t2)["holds"]
+    one = E.seed_gain(seeds_frame(40.0, 42.0, k=1), E.run_label(E.BEST_LASSO), "S-FC, SGD")
+    assert one["se"] == pytest.approx(np.hypot(E.accuracy_se(40.0, 10_000), E.accuracy_se(42.0, 10_000)))
+    with pytest.raises(ValueError, match="no row"):
+        E.claim_lasso_beats_sgd(seeds_frame(1, 2).iloc[:1], paper_t2)
 
 
 def test_accuracy_se():
@@ -93,32 +106,76 @@ def test_describe_lasso_choice_names_validation():
 
 
 def test_locality_stats_ignore_empty_units():
-    arrays = {"unit_nonzeros": np.array([0, 10, 20, 30]), "locality_radius": np.array([np.nan, 2.0, 3.0, 4.0])}
-    stats = E.locality_stats(arrays, unit_weights=100)
-    assert stats == {"median_radius": 3.0, "median_nonzero_frac": 0.2, "empty_units": 1, "units": 4}
+    arrays = {"unit_nonzeros": np.array([0, 10, 20, 30]), "locality_radius": np.array([np.nan, 2.0, 3.0, 4.0]),
+              "locality_window_mass": np.array([np.nan, 0.9, 0.8, 0.1])}
+    stats = E.locality_stats(arrays)
+    assert stats == {"median_radius": 3.0, "median_window_mass": 0.8, "empty_units": 1, "units": 4}
     with pytest.raises(ValueError, match="locality_radius"):
-        E.locality_stats({"unit_nonzeros": np.ones(3)}, 10)
+        E.locality_stats({"unit_nonzeros": np.ones(3)})
 
 
-REFS = {"uniform": {"median_radius": 13.0, "median_nonzero_frac": 1.0},
-        "s-local": {"median_radius": 3.7, "median_nonzero_frac": 0.08}}
+REFS = {"uniform": {"median_radius": 13.0, "median_window_mass": 0.08},
+        "s-local": {"median_radius": 3.7, "median_window_mass": 1.0}}
+BEATS_NULL = {"units": 90, "few_units": 10, "few_median_radius": 1.0, "median_radius": 5.0,
+              "null_median_radius": 11.0, "median_window_mass": 0.6, "null_median_window_mass": 0.1, "p_value": 1e-9}
 
 
 def test_local_filters_claim():
-    sgd = {"median_radius": 12.5, "median_nonzero_frac": 1.0}
-    local = {"median_radius": 4.0, "median_nonzero_frac": 0.1, "empty_units": 3, "units": 10}
-    assert E.claim_local_filters(local, sgd, REFS)["holds"]
-    assert "3 of 10 units all zero" in E.claim_local_filters(local, sgd, REFS)["ours"]
-    sparse_not_local = {"median_radius": 11.0, "median_nonzero_frac": 0.1}  # below SGD, above midpoint 8.35
-    assert not E.claim_local_filters(sparse_not_local, sgd, REFS)["holds"]
-    local_not_sparse = {"median_radius": 4.0, "median_nonzero_frac": 0.9}
-    assert not E.claim_local_filters(local_not_sparse, sgd, REFS)["holds"]
+    sgd = {"median_radius": 12.5, "median_window_mass": 0.09}
+    local = {"median_radius": 4.0, "median_window_mass": 0.7, "empty_units": 3, "units": 10}
+    claim = E.claim_local_filters(local, sgd, REFS, BEATS_NULL)
+    assert claim["holds"] and "3 of 10 units all zero" in claim["ours"]
+    assert "10 units with 1–4 non-zeros apart" in claim["ours"] and "p = 1e-09" in claim["ours"]
+    sparse_not_local = {"median_radius": 11.0, "median_window_mass": 0.7}  # below SGD, above midpoint 8.35
+    assert not E.claim_local_filters(sparse_not_local, sgd, REFS, BEATS_NULL)["holds"]
+    small_window = {"median_radius": 4.0, "median_window_mass": 0.3}  # window mass below midpoint 0.54
+    assert not E.claim_local_filters(small_window, sgd, REFS, BEATS_NULL)["holds"]
+    as_null = dict(BEATS_NULL, median_radius=10.0)  # > 0.8 × the null's 11.0
+    assert not E.claim_local_filters(local, sgd, REFS, as_null)["holds"]
+    not_significant = dict(BEATS_NULL, p_value=0.01)
+    assert not E.claim_local_filters(local, sgd, REFS, not_significant)["holds"]
+
+
+def test_null_comparison_tells_local_filters_from_random_placement():
+    from companion.analysis import locality
+
+    rng = np.random.default_rng(0)
+    filters = np.zeros((60, 3, 32, 32), dtype=np.float32)
+    for u in range(40):  # local: 20 weights inside one 5×5 patch
+        y, x = rng.integers(0, 27, 2)
+        idx = rng.choice(3 * 25, 20, replace=False)
+        patch = np.zeros(3 * 25, dtype=np.float32)
+        patch[idx] = rng.uniform(0.5, 1, 20)
+        filters[u, :, y:y + 5, x:x + 5] = patch.reshape(3, 5, 5)
+    for u in range(40, 57):  # spread out: 20 weights anywhere
+        flat = np.zeros(3 * 1024, dtype=np.float32)
+        flat[rng.choice(3 * 1024, 20, replace=False)] = 1.0
+        filters[u] = flat.reshape(3, 32, 32)
+    filters[57, 0, 3, 3] = filters[58, 1, 9, 9] = 1.0  # two units with one weight; unit 59 empty
+    scores = locality(__import__("torch").from_numpy(filters))
+    arrays = {"unit_nonzeros": (filters != 0).reshape(60, -1).sum(1), "locality_radius": scores["radius"].numpy(),
+              "locality_window_mass": scores["window_mass"].numpy()}
+    null = E.null_comparison(arrays)
+    assert null["units"] == 57 and null["few_units"] == 2 and null["few_median_radius"] == 0.0
+    assert null["median_radius"] < 0.8 * null["null_median_radius"] and null["p_value"] < 1e-3
+    spread = dict(arrays, unit_nonzeros=arrays["unit_nonzeros"][40:57],
+                  locality_radius=arrays["locality_radius"][40:57],
+                  locality_window_mass=arrays["locality_window_mass"][40:57])
+    assert E.null_comparison(spread)["p_value"] > 1e-3  # random filters are not told apart from the null
 
 
 def test_locality_references_are_computed():
     refs = E.locality_references()
     assert refs["s-local"]["median_radius"] < refs["uniform"]["median_radius"]
-    assert refs["s-local"]["median_nonzero_frac"] == pytest.approx(81 / 1024)
+    assert refs["s-local"]["median_window_mass"] == pytest.approx(1.0)
+    assert refs["uniform"]["median_window_mass"] < 0.2
+
+
+def test_fit_caveat():
+    assert E.fit_caveat([60.0, 99.0]) == {"train_min": 60.0, "train_max": 99.0, "underfit": True}
+    assert not E.fit_caveat([96.0, 100.0])["underfit"]
+    with pytest.raises(ValueError, match="at least one"):
+        E.fit_caveat([])
 
 
 def layers_frame(lasso_nonzeros: int) -> pd.DataFrame:
@@ -168,17 +225,22 @@ def test_kernel_claim():
         E.lasso_gains(f5[f5["optimizer"] == "sgd"])
 
 
-def test_describe_claims_counts_and_flags_synthetic():
-    claims = pd.DataFrame({"id": ["a", "b", "c"], "holds": [True, False, True]})
+def test_describe_claims_counts_flags_synthetic_and_underfitting():
+    claims = pd.DataFrame({"id": ["a", "b", "c", "d"], "holds": [True, False, True, False],
+                           "underfit": [True, True, False, False], "train_min": [50.0, 60.0, 99.0, 97.0],
+                           "train_max": [70.0, 76.0, 100.0, 99.0]})
     smoke = E.describe_claims(claims, profiles.get("smoke"))
-    assert "2 of 3" in smoke and "(a, c)" in smoke and "synthetic" in smoke
-    assert "synthetic" not in E.describe_claims(claims, profiles.get("cpu"))
+    assert "2 of 4" in smoke and "(a, c)" in smoke and "synthetic" in smoke
+    cpu = E.describe_claims(claims, profiles.get("cpu"))
+    assert "synthetic" not in cpu
+    assert "(b): 60–76 %" in cpu and "no refutation" in cpu  # b fails on underfit networks
+    assert "(d) do not hold on networks that fit" in cpu  # d fails on networks that fit
 
 
 def test_settings_comparison_follows_the_profile():
     cpu = E.settings_comparison(profiles.get("cpu")).set_index("setting")
     ours = cpu["this book (profile cpu)"]
-    assert ours["epochs"].startswith("8 (short") and "24 (long" in ours["epochs"]
+    assert ours["epochs"].startswith("8 (short") and "120 (long" in ours["epochs"]
     assert "10,000 training images" in ours["data"] and ours["batch size"] == "128"
     assert cpu.loc["batch size", "paper (Appendix A.2)"] == "512"
     assert "S-CONV 150" in cpu.loc["network size", "paper (Appendix A.2)"]

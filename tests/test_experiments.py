@@ -22,6 +22,12 @@ def test_search_grid_and_table1_configs():
     p = profiles.get("cpu")
     search = experiments.search_configs(p)
     assert len(search) == len(p.betas) * len(p.lambdas) * len(p.lam_first_factors)
+    assert {c.epochs for c in search} == {p.epochs_long}  # selected at the length it is reported at
+    sgd = runs.sgd_search_configs(p)
+    assert [(c.momentum, c.weight_decay) for c in sgd] == list(p.sgd_grid) and {c.epochs for c in sgd} == {120}
+    assert {c.epochs for c in runs.search_configs(profiles.get("paper"))} == {400}  # paper: short search
+    with pytest.raises(ValueError, match="search_length"):
+        profiles.get("cpu", search_length="medium")
     assert all(c.optimizer == "beta-lasso" and c.model == "s-fc" and c.val_size == p.val_size for c in search)
     t1 = experiments.table1_configs(p)
     assert len(t1) == 14 and {c.epochs for c in t1} == {p.epochs_short, p.epochs_long}
@@ -37,7 +43,7 @@ def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeyp
     assert str(missing.value).count("s-fc") == len(runs.search_configs(p))
     with pytest.raises(runs.MissingRunsError):
         runs.stage2(p, tmp_path)  # stage 2 is listed from the finished search
-    runs.ensure(runs.search_configs(p), tmp_path, progress=False)
+    runs.ensure(runs.search_configs(p) + runs.sgd_search_configs(p), tmp_path, progress=False)
     found = search.lasso_search(p, tmp_path)
     assert len(found) == len(runs.search_configs(p))
     best = search.best_lasso(p, tmp_path)
@@ -52,9 +58,14 @@ def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeyp
     monkeypatch.setattr(training, "_run", no_training)
     again = search.lasso_search(p, tmp_path)
     assert again["run_id"].tolist() == found["run_id"].tolist()
-    stage2 = runs.stage2(p, tmp_path)  # Table 2's β-LASSO rows, Figure 5's β-LASSO, the permuted one
-    assert {c.optimizer for c in stage2} == {"beta-lasso"}
+    sgd_found = search.sgd_search(p, tmp_path)
+    top_sgd = sgd_found.sort_values(["val_acc", "weight_decay"], ascending=[False, True]).iloc[0]
+    assert search.sgd_choice(p, tmp_path)["momentum"] == top_sgd["momentum"]  # SGD chosen on validation too
+    stage2 = runs.stage2(p, tmp_path)  # chosen rows, their seeds and permuted copies, Figure 5's β-LASSO
     assert not {c.run_id() for c in stage2} & {c.run_id() for c in runs.stage1(p)}
+    seeded = {(c.model, c.optimizer) for c in stage2 if c.seed == p.seeds[1]}
+    assert seeded == {("s-fc", "sgd"), ("s-fc", "beta-lasso")}  # S-CONV/S-LOCAL seeds are in stage 1
+    assert any(c.model == "resnet18" and c.optimizer == "beta-lasso" for c in stage2)
 
 
 def test_run_labels_come_from_the_key():

@@ -146,9 +146,11 @@ def test_figure5_figure_two_panels_two_optimizers():
 
 def test_claims_and_observations_tables():
     claims = pd.DataFrame({"id": ["a", "b"], "claim": ["x", "y"], "paper": ["p", "q"], "ours": ["o", "r"],
-                           "holds": [True, False], "scale": ["cpu", "cpu"]})
+                           "holds": [True, False], "scale": ["cpu", "cpu"], "train_min": [60.0, 96.0],
+                           "train_max": [76.4, 99.0], "underfit": [True, False]})
     out = plots.claims_table(claims)
     assert out["holds here?"].tolist() == ["yes", "no"] and out[""].tolist() == ["(a)", "(b)"]
+    assert out["training accuracy of its runs"].tolist() == ["60–76 % (underfit)", "96–99 %"]
     with pytest.raises(ValueError, match="scale"):
         plots.claims_table(claims.drop(columns="scale"))
     obs = pd.DataFrame({"observation": ["(1) locality, D: …", "(3) S-FC > D-FC", "(2) shallow …"],

@@ -107,9 +107,10 @@ def describe_optimizers(p: Profile, configs) -> str:
     """The optimizers of ``configs``: SGD's fixed settings; β-LASSO's grid or values."""
     parts = []
     lr = configs[0].lr
-    if any(c.optimizer == "sgd" for c in configs):
-        parts.append(f"SGD (learning rate {lr:g} cosine-annealed to 0, momentum {p.sgd_momentum:g}, "
-                     f"weight decay {sci(p.sgd_weight_decay)})")
+    sgd = sorted({(c.momentum, c.weight_decay) for c in configs if c.optimizer == "sgd"})
+    if sgd:
+        what = "; ".join(f"momentum {m:g}, weight decay {sci(wd)}" for m, wd in sgd)
+        parts.append(f"SGD (learning rate {lr:g} cosine-annealed to 0, {what})")
     lasso = [c for c in configs if c.optimizer == "beta-lasso"]
     if lasso:
         settings = sorted({(c.beta, c.lam, c.lam_first) for c in lasso})
@@ -136,6 +137,24 @@ def describe_setting(p: Profile, root, configs) -> str:
             f"{describe_alphas(configs)}; {describe_optimizers(p, configs)}.")
 
 
+def describe_steps(p: Profile) -> str:
+    """T of one search run spelled out: epochs × steps per epoch (batches of the training images)."""
+    from companion.protocol import steps
+    from companion.runs import search_epochs
+
+    n = search_epochs(p)
+    return f"{n} epochs × {steps(p, 1):,} batches of {p.batch_size} = {steps(p, n):,} steps"
+
+
+def search_length(p: Profile) -> str:
+    """How long the search runs train: 'the full (long) training (120 epochs)' or the short one."""
+    from companion.runs import search_epochs
+
+    n = search_epochs(p)
+    which = "the full (long) training" if p.search_length == "long" else "the short training"
+    return f"{which} ({n} epoch{'s' if n != 1 else ''})"
+
+
 #: topic -> (setting, the paper's (Appendix A.2 unless said), this profile's as a function of p)
 _SETTINGS = {
     "data": ("data", "CIFAR-10, CIFAR-100, SVHN; a validation split picks every hyper-parameter",
@@ -151,7 +170,9 @@ _SETTINGS = {
            lambda p: f"{TrainConfig.__dataclass_fields__['lr'].default:g}, cosine annealing to 0"),
     "sgd": ("SGD", f"momentum ∈ {{{listing(paper.SGD_MOMENTA)}}} × weight decay ∈ "
                    f"{{{', '.join(sci(w) for w in paper.SGD_WEIGHT_DECAYS)}}}, picked on validation",
-            lambda p: f"momentum {p.sgd_momentum:g}, weight decay {sci(p.sgd_weight_decay)} (fixed, not searched)"),
+            lambda p: (f"S-FC: (momentum, weight decay) ∈ {{{', '.join(f'({m:g}, {sci(wd)})' for m, wd in p.sgd_grid)}}}, "
+                       f"picked on validation after {search_length(p)}; other networks: " if p.sgd_grid else "")
+            + f"momentum {p.sgd_momentum:g}, weight decay {sci(p.sgd_weight_decay)} (fixed, not searched)"),
     "dropout": ("dropout", "with and without (last two layers), picked on validation",
                 lambda p: "none (not searched)"),
     "budget": ("network size",
@@ -163,7 +184,11 @@ _SETTINGS = {
                          "for the conv-position layer and the others separately, picked on validation",
               lambda p: f"no momentum; β ∈ {{{listing(p.betas)}}}, λ ∈ {{{', '.join(sci(v) for v in p.lambdas)}}}, "
                         f"λ_first = λ × {{{listing(p.lam_first_factors)}}}; picked on validation after "
-                        f"the short training ({p.epochs_short} epoch{'s' if p.epochs_short != 1 else ''})"),
+                        f"{search_length(p)}"),
+    "seeds": ("seeds", "not stated (one number per setting)",
+              lambda p: (f"{len(p.seeds)} ({listing(p.seeds)}) for Table 2's S-CONV, S-LOCAL, S-FC SGD and chosen "
+                         "β-LASSO rows, reported as mean ± sd; one for every other run") if len(p.seeds) > 1
+              else "one per run"),
     "scaling": ("α grid (Figures 2, 6)", "not listed; up to about a billion parameters (Section 3)",
                 lambda p: "; ".join(f"{model_label(m)} {listing(a)}" for m, a in p.scaling_alphas.items())),
     "resnet": ("ResNet18 (Figure 5)", "kernel sizes of Figure 5; β-LASSO and SGD as above",
@@ -238,13 +263,42 @@ def describe_figure5(f5: pd.DataFrame) -> str:
 
 
 def describe_claims(claims_df: pd.DataFrame, p: Profile) -> str:
-    """A sentence counting how many claims hold at this profile."""
-    require_columns(claims_df, ["id", "holds"], "the claims frame")
+    """How many claims hold at this profile and, for each that does not, whether the networks it
+    reads fit their training set (if they do not, "no" at this scale is not a refutation)."""
+    from companion.claims import FIT_TRAIN_ACC
+
+    require_columns(claims_df, ["id", "holds", "underfit", "train_min", "train_max"], "the claims frame")
     held = claims_df.loc[claims_df["holds"], "id"].tolist()
     text = (f"At profile {p.name}, {len(held)} of {len(claims_df)} checks come out as the paper says"
             + (f" ({', '.join(held)})" if held else "") + ".")
+    failed = claims_df[~claims_df["holds"]]
+    under, fitted = failed[failed["underfit"]], failed[~failed["underfit"]]
+    if len(under):
+        ids = ", ".join(f"({i}): {lo:.0f}–{hi:.0f} %" for i, lo, hi in
+                        zip(under["id"], under["train_min"], under["train_max"]))
+        text += (f" The checks that do not hold and read networks that do not fit their training set "
+                 f"(training accuracy below {FIT_TRAIN_ACC:g} %; {ids}) are no refutation of the paper: "
+                 "its networks train to ≈ 100 %, these underfit at this scale.")
+    if len(fitted):
+        text += (f" {', '.join(f'({i})' for i in fitted['id'])} do not hold on networks that fit their "
+                 "training set: evidence against the claim at this scale.")
     if p.dataset == "synthetic":
         text += " The data is synthetic: these outcomes test the pipeline, not the paper."
     return text
 
 
+def describe_settling(settled: dict, label: str) -> str:
+    """A sentence on :func:`companion.protocol.settled`: when the first layer of ``label`` stopped
+    changing and how much of the learning rate was left then."""
+    from companion.protocol import DENSITY_TOLERANCE, RADIUS_TOLERANCE
+
+    def when(key, what, tolerance):
+        e, left = settled[f"{key}_epoch"], settled[f"{key}_lr_left"]
+        if e != e:
+            return f"its {what} was not tracked"
+        return (f"its {what} stayed within {tolerance} of its final value from epoch {e} on "
+                f"({100 * left:.0f} % of the learning rate left)")
+
+    return (f"{label}, trained for {settled['epochs']} epochs: "
+            f"{when('density', 'first-layer density', f'{100 * DENSITY_TOLERANCE:.0f} %')}, and "
+            f"{when('radius', 'median locality radius', f'{RADIUS_TOLERANCE:g} px')}.")

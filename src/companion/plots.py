@@ -412,11 +412,15 @@ def figure5_figure(figure5: pd.DataFrame) -> Figure:
 
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
     """:func:`companion.tables.claims` formatted: claim, the paper's evidence, ours, holds here, scale."""
-    require_columns(claims, ["id", "claim", "paper", "ours", "holds", "scale"], "the claims frame")
+    require_columns(claims, ["id", "claim", "paper", "ours", "holds", "scale", "train_min", "train_max", "underfit"],
+                    "the claims frame")
+    fit = [f"{lo:.0f}–{hi:.0f} %" + (" (underfit)" if u else "")
+           for lo, hi, u in zip(claims["train_min"], claims["train_max"], claims["underfit"])]
     return pd.DataFrame({
         "": [f"({i})" for i in claims["id"]], "claim (paper section)": claims["claim"],
         "paper's evidence": claims["paper"], "this book's evidence": claims["ours"],
-        "holds here?": claims["holds"].map(_yes), "profile / scale": claims["scale"],
+        "holds here?": claims["holds"].map(_yes), "training accuracy of its runs": fit,
+        "profile / scale": claims["scale"],
     })
 
 

@@ -7,16 +7,18 @@ artifact               runs
 =====================  ==================================================================
 Table 1                the seven networks at a common FC budget, SGD, short and long
 λ/β search             S-FC β-LASSO, short, over the profile's β × λ × λ_first grid
-Table 2, Figure 3      S-FC SGD and β-LASSO (β = 0, 1, 50, best) long; S-LOCAL, S-CONV SGD
+SGD search             S-FC SGD over the profile's (momentum, weight decay) grid, same length
+Table 2, Figure 3      S-FC SGD and β-LASSO (β = 0, 1, 50, best) long; S-LOCAL, S-CONV SGD;
+                       the chosen rows (SEED_ROWS) with every seed of the profile
 Figures 4, 7–9         first-layer filters of the Table 2 runs
 Figures 2, 6           D-CONV, S-CONV, 3-FC, ResNet18 as α grows, SGD, short
 Figure 5               ResNet18 with each kernel size, SGD vs β-LASSO, short
 permutation            Table 2's S-* runs again on pixel-permuted images, long
 =====================  ==================================================================
 
-Stage 1 (:func:`stage1`) needs no selection; stage 2 (:func:`stage2`: Table 2's β-LASSO rows,
-Figure 5's β-LASSO runs, the permuted β-LASSO run) is listed from the finished λ/β search
-(:mod:`companion.search`). Runs are keyed by :class:`RunKey`; their labels come from
+Stage 1 (:func:`stage1`) needs no selection; stage 2 (:func:`stage2`: Table 2's β-LASSO rows
+and S-FC SGD row, their seeds, Figure 5's β-LASSO runs, the permuted chosen runs) is listed
+from the finished searches (:mod:`companion.search`). Runs are keyed by :class:`RunKey`; their labels come from
 :func:`companion.captions.run_label`.
 """
 
@@ -55,6 +57,10 @@ S_FC_SGD = RunKey("s-fc", "sgd")
 BEST_LASSO = RunKey("s-fc", "beta-lasso", None, "best")
 
 
+#: Table 2's rows trained with every seed of the profile (``Profile.seeds``): mean ± spread
+SEED_ROWS = (S_CONV_SGD, S_LOCAL_SGD, S_FC_SGD, BEST_LASSO)
+
+
 def lasso_key(beta: float) -> RunKey:
     """Table 2's row of S-FC β-LASSO at ``beta`` (λ, λ_first chosen on validation)."""
     return RunKey("s-fc", "beta-lasso", float(beta), "beta")
@@ -78,17 +84,16 @@ def results_dir(profile: Profile, root: str | os.PathLike | None = None) -> Path
 
 # ------------------------------------------------------------------------------ configs
 def _config(p: Profile, model: str, alpha: int, epochs: int, **changes) -> TrainConfig:
-    return TrainConfig(
-        model=model, alpha=alpha, epochs=epochs, dataset=p.dataset, data_root=p.data_root,
-        batch_size=p.batch_size, augment=p.augment, subset=p.train_size, val_size=p.val_size,
-        seed=p.seed, device=p.device, track_every=p.track_every, **changes,
-    )
+    fields = dict(model=model, alpha=alpha, epochs=epochs, dataset=p.dataset, data_root=p.data_root,
+                  batch_size=p.batch_size, augment=p.augment, subset=p.train_size, val_size=p.val_size,
+                  seed=p.seed, device=p.device, track_every=p.track_every)
+    return TrainConfig(**{**fields, **changes})
 
 
 def sgd(p: Profile, model: str, alpha: int, epochs: int, **changes) -> TrainConfig:
-    """SGD with the profile's momentum and weight decay (Appendix A.2)."""
-    return _config(p, model, alpha, epochs, optimizer="sgd", momentum=p.sgd_momentum,
-                   weight_decay=p.sgd_weight_decay, **changes)
+    """SGD with the profile's momentum and weight decay (Appendix A.2) unless ``changes`` set them."""
+    return _config(p, model, alpha, epochs, optimizer="sgd",
+                   **{"momentum": p.sgd_momentum, "weight_decay": p.sgd_weight_decay, **changes})
 
 
 def beta_lasso(p: Profile, model: str, alpha: int, epochs: int, *, lam: float, lam_first: float,
@@ -109,10 +114,22 @@ def table1_configs(p: Profile) -> list[TrainConfig]:
             for name in TABLE1_MODELS]
 
 
+def search_epochs(p: Profile) -> int:
+    """Epochs of the search runs: the short training, or (``search_length="long"``, issue 9) the
+    full length Table 2 reports, so that what is chosen is what is reported."""
+    return p.epochs_long if p.search_length == "long" else p.epochs_short
+
+
 def search_configs(p: Profile) -> list[TrainConfig]:
-    """S-FC β-LASSO over β × λ × λ_first/λ, short training (Appendix A.2's search, rescaled)."""
-    return [beta_lasso(p, "s-fc", p.s_alpha, p.epochs_short, lam=lam, lam_first=lam * f, beta=beta)
+    """S-FC β-LASSO over β × λ × λ_first/λ (Appendix A.2's search, rescaled)."""
+    return [beta_lasso(p, "s-fc", p.s_alpha, search_epochs(p), lam=lam, lam_first=lam * f, beta=beta)
             for beta in p.betas for lam in p.lambdas for f in p.lam_first_factors]
+
+
+def sgd_search_configs(p: Profile) -> list[TrainConfig]:
+    """S-FC SGD over the profile's (momentum, weight decay) grid, trained as long as the β-LASSO
+    search: the baseline gets a comparable search (issue 9). Empty when the grid is."""
+    return [sgd(p, "s-fc", p.s_alpha, search_epochs(p), momentum=m, weight_decay=wd) for m, wd in p.sgd_grid]
 
 
 def scaling_configs(p: Profile) -> list[TrainConfig]:
@@ -120,19 +137,20 @@ def scaling_configs(p: Profile) -> list[TrainConfig]:
             for alpha in p.scaling_alphas[family]]
 
 
-def table2_sgd_configs(p: Profile) -> dict[RunKey, TrainConfig]:
-    """Table 2's SGD rows (long training): no selection needed."""
+def table2_sgd_configs(p: Profile, sgd_choice: dict | None = None) -> dict[RunKey, TrainConfig]:
+    """Table 2's SGD rows (long training). S-FC's uses ``sgd_choice`` (momentum, weight decay
+    chosen by the SGD search); the others, and S-FC's when ``None``, the profile's fixed ones."""
     a = p.s_alpha
     return {S_CONV_SGD: sgd(p, "s-conv", a, p.epochs_long), S_LOCAL_SGD: sgd(p, "s-local", a, p.epochs_long),
             FC3_SGD: sgd(p, "3-fc", table1_alphas(p)["3-fc"], p.epochs_long),
-            S_FC_SGD: sgd(p, "s-fc", a, p.epochs_long)}
+            S_FC_SGD: sgd(p, "s-fc", a, p.epochs_long, **(sgd_choice or {}))}
 
 
 def table2_configs(p: Profile, choices: dict) -> dict[RunKey, TrainConfig]:
-    """Table 2's rows at this scale (long training). ``choices``:
-    :func:`companion.search.lasso_selection` (β → (β, λ, λ_first) chosen on validation, and
-    ``"best"`` → the best overall)."""
-    rows = table2_sgd_configs(p)
+    """Table 2's rows at this scale (long training). ``choices``: :func:`companion.search.choices`
+    (β → (β, λ, λ_first) chosen on validation, ``"best"`` → the best overall, ``"sgd"`` → S-FC
+    SGD's momentum and weight decay)."""
+    rows = table2_sgd_configs(p, choices.get("sgd"))
     for beta in p.betas:
         rows[lasso_key(beta)] = beta_lasso(p, "s-fc", p.s_alpha, p.epochs_long, **choices[float(beta)])
     rows[BEST_LASSO] = beta_lasso(p, "s-fc", p.s_alpha, p.epochs_long, **choices["best"])
@@ -146,6 +164,12 @@ def figure5_configs(p: Profile, best: dict) -> list[TrainConfig]:
         out.append(sgd(p, "resnet18", p.resnet_alpha, p.epochs_short, kernel_size=k))
         out.append(beta_lasso(p, "resnet18", p.resnet_alpha, p.epochs_short, kernel_size=k, **best))
     return out
+
+
+def seed_configs(p: Profile, table2: dict[RunKey, TrainConfig]) -> dict[tuple[RunKey, int], TrainConfig]:
+    """(row, seed) → config for the rows :data:`SEED_ROWS` of ``table2`` and every seed of the
+    profile (the row's own config is its first seed)."""
+    return {(key, seed): table2[key].replace(seed=seed) for key in SEED_ROWS if key in table2 for seed in p.seeds}
 
 
 #: Table 2's rows trained again on permuted pixels (Section 4.1)
@@ -173,25 +197,29 @@ def _unique(configs) -> list[TrainConfig]:
 
 
 def stage1(p: Profile) -> list[TrainConfig]:
-    """Every run that needs no selection: the search, Table 1, Figures 2/6, Table 2's SGD rows
-    and their permuted copies, Figure 5's SGD runs."""
-    sgd_rows = table2_sgd_configs(p)
+    """Every run that needs no selection: the two searches, Table 1, Figures 2/6, Table 2's SGD
+    rows other than S-FC's (with their seeds and permuted copies), Figure 5's SGD runs."""
+    fixed = {k: c for k, c in table2_sgd_configs(p).items() if k != S_FC_SGD or not p.sgd_grid}
     figure5_sgd = [sgd(p, "resnet18", p.resnet_alpha, p.epochs_short, kernel_size=k) for k in p.resnet_kernels]
-    return _unique(search_configs(p) + table1_configs(p) + list(sgd_rows.values()) + scaling_configs(p)
-                   + figure5_sgd + list(permutation_configs(sgd_rows).values()))
+    return _unique(search_configs(p) + sgd_search_configs(p) + table1_configs(p) + list(fixed.values())
+                   + list(seed_configs(p, fixed).values()) + scaling_configs(p) + figure5_sgd
+                   + list(permutation_configs(fixed).values()))
 
 
 def stage2(p: Profile, root=None) -> list[TrainConfig]:
-    """The runs listed from the finished search: Table 2's β-LASSO rows, Figure 5, the permuted
-    β-LASSO run (raises :class:`MissingRunsError` listing the search runs if it is unfinished)."""
+    """The runs listed from the finished searches and not in stage 1: Table 2's β-LASSO rows and
+    chosen S-FC SGD row, their seeds, Figure 5's β-LASSO runs, their permuted copies (raises :class:`MissingRunsError`
+    listing the search runs if a search is unfinished)."""
     from companion import search
 
-    choices = search.lasso_selection(p, root)
+    choices = search.choices(p, root)
     t2 = table2_configs(p, choices)
-    lasso = [c for c in t2.values() if c.optimizer == "beta-lasso"]
-    lasso += [c for c in figure5_configs(p, choices["best"]) if c.optimizer == "beta-lasso"]
-    lasso += [c for c in permutation_configs(t2).values() if c.optimizer == "beta-lasso"]
-    return _unique(lasso)
+    chosen = {k: c for k, c in t2.items() if k.model == "s-fc"}
+    out = list(chosen.values()) + list(seed_configs(p, chosen).values())
+    out += [c for c in figure5_configs(p, choices["best"]) if c.optimizer == "beta-lasso"]
+    out += list(permutation_configs(chosen).values())
+    first = {c.run_id() for c in stage1(p)}
+    return [c for c in _unique(out) if c.run_id() not in first]
 
 
 def stages(p: Profile, root=None):
@@ -298,12 +326,20 @@ def _cli(args) -> int:
 
 # ------------------------------------------------------------------------------ per chapter
 def placeholder_choices(p: Profile) -> dict:
-    """A stand-in selection (the first grid point for every β) for counting runs and their cost
-    before the search has finished: how many runs and FLOPs do not depend on which λ wins."""
+    """A stand-in selection (the first grid point for every β and of the SGD grid) for counting
+    runs and their cost before the searches have finished: how many runs and FLOPs do not depend
+    on which setting wins."""
     first = {"lam": p.lambdas[0], "lam_first": p.lambdas[0] * p.lam_first_factors[0]}
     choices = {float(b): {"beta": float(b), **first} for b in p.betas}
     choices["best"] = choices[float(p.betas[-1])]
+    choices["sgd"] = sgd_choice_of(p, p.sgd_grid[0]) if p.sgd_grid else None
     return choices
+
+
+def sgd_choice_of(p: Profile, point: tuple) -> dict:
+    """The SGD settings ``{"momentum", "weight_decay"}`` of one point of ``Profile.sgd_grid``."""
+    momentum, weight_decay = point
+    return {"momentum": float(momentum), "weight_decay": float(weight_decay)}
 
 
 def chapter_configs(p: Profile, root=None) -> dict[str, list[TrainConfig]]:
@@ -312,11 +348,11 @@ def chapter_configs(p: Profile, root=None) -> dict[str, list[TrainConfig]]:
     from companion import search
 
     try:
-        choices = search.lasso_selection(p, root)
+        choices = search.choices(p, root)
     except MissingRunsError:
         choices = placeholder_choices(p)
     t2 = table2_configs(p, choices)
-    table2 = search_configs(p) + list(t2.values())
+    table2 = search_configs(p) + sgd_search_configs(p) + list(t2.values()) + list(seed_configs(p, t2).values())
     fig5 = figure5_configs(p, choices["best"])
     return {
         "00_summary": _unique(table1_configs(p) + table2 + scaling_configs(p) + fig5),

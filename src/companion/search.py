@@ -1,13 +1,14 @@
-"""The λ/β search of β-LASSO and its selection on validation accuracy (Appendix A.2: test
-accuracy is reported, never used to choose). The search's frame is built from finished runs
-(:func:`companion.runs.finished`); selection is a plain function of that frame."""
+"""The λ/β search of β-LASSO, the SGD baseline's (momentum, weight decay) search, and their
+selection on validation accuracy (Appendix A.2: test accuracy is reported, never used to
+choose). Each search's frame is built from finished runs (:func:`companion.runs.finished`);
+selection is a plain function of that frame."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from companion.profiles import Profile
-from companion.runs import finished, search_configs
+from companion.runs import finished, search_configs, sgd_choice_of, sgd_search_configs
 
 
 def summary_row(run) -> dict:
@@ -69,3 +70,33 @@ def lasso_choices(p: Profile, root=None) -> pd.DataFrame:
         search.loc[where(hp), "chosen_for_beta"] = True
     search["chosen"] = where(best)
     return search
+
+
+def sgd_search(p: Profile, root=None) -> pd.DataFrame:
+    """The SGD baseline's search (:func:`companion.runs.sgd_search_configs`): one row per
+    (momentum, weight decay), with validation and test accuracy. Empty when the profile has no grid."""
+    configs = sgd_search_configs(p)
+    runs = finished(p, configs, root)
+    rows = [{"momentum": c.momentum, "weight_decay": c.weight_decay, **summary_row(r)} for c, r in zip(configs, runs)]
+    return pd.DataFrame(rows, columns=["momentum", "weight_decay", "train_acc", "val_acc", "test_acc", "nonzeros",
+                                       "weights", "wall_s", "run_id"])
+
+
+def pick_sgd(search: pd.DataFrame) -> dict:
+    """(momentum, weight decay) of the row of :func:`sgd_search`'s frame with the best validation
+    accuracy (ties go to the smaller weight decay, then the smaller momentum)."""
+    best = search.sort_values(["val_acc", "weight_decay", "momentum"], ascending=[False, True, True]).iloc[0]
+    return {"momentum": float(best["momentum"]), "weight_decay": float(best["weight_decay"])}
+
+
+def sgd_choice(p: Profile, root=None) -> dict | None:
+    """S-FC SGD's chosen (momentum, weight decay), or None when the profile searches none."""
+    if not p.sgd_grid:
+        return None
+    return pick_sgd(sgd_search(p, root)) if len(p.sgd_grid) > 1 else sgd_choice_of(p, p.sgd_grid[0])
+
+
+def choices(p: Profile, root=None) -> dict:
+    """Every selection the book's runs depend on: :func:`lasso_selection`'s (β → (β, λ,
+    λ_first), ``"best"``) and ``"sgd"`` → :func:`sgd_choice`."""
+    return {**lasso_selection(p, root), "sgd": sgd_choice(p, root)}

@@ -15,7 +15,7 @@ from companion.profiles import Profile
 from companion.runs import (BEST_LASSO, FC3_SGD, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, TABLE1_MODELS, RunKey,
                             figure5_configs, finished, permutation_configs, results_dir, scaling_configs,
                             table1_alphas, table1_configs, table2_configs)
-from companion.search import lasso_selection, summary_row
+from companion.search import choices, lasso_selection, summary_row
 
 #: Figure 3's reference networks (same α as S-FC): the weights of their layers are the dashed lines
 REFERENCE_ROWS = {"S-CONV": S_CONV_SGD, "S-LOCAL": S_LOCAL_SGD, "S-FC": S_FC_SGD}
@@ -34,7 +34,7 @@ def paper_table2(key: RunKey, dataset: str) -> float | None:
 
 def table2_runs(p: Profile, root=None) -> dict[RunKey, object]:
     """Table 2's finished runs, row key → Run (its β-LASSO rows chosen on the finished search)."""
-    configs = table2_configs(p, lasso_selection(p, root))
+    configs = table2_configs(p, choices(p, root))
     return dict(zip(configs, finished(p, list(configs.values()), root)))
 
 
@@ -116,7 +116,7 @@ def figure5(p: Profile, root=None) -> pd.DataFrame:
 def permutation(p: Profile, root=None) -> tuple[pd.DataFrame, dict]:
     """The permutation test (Section 4.1): test accuracy of Table 2's S-* rows on original and on
     pixel-permuted images, and the runs, (row key, permuted) → Run."""
-    configs = permutation_configs(table2_configs(p, lasso_selection(p, root)))
+    configs = permutation_configs(table2_configs(p, choices(p, root)))
     runs = dict(zip(configs, finished(p, list(configs.values()), root)))
     df = pd.DataFrame([{"row": run_label(key), "permuted": permuted, **summary_row(run)}
                        for (key, permuted), run in runs.items()])

@@ -1,0 +1,83 @@
+"""The protocol measurements of issue 9 (companion.protocol) and their tables/figure
+(companion.plots_protocol), on constructed frames and on the committed smoke results."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from companion import captions, plots_protocol, profiles, protocol
+
+SMOKE = Path(__file__).resolve().parents[1] / "results" / "smoke"
+
+
+def test_steps_and_search_regime_follow_the_profile():
+    p = profiles.get("cpu")
+    assert protocol.steps(p, 1) == 79 and protocol.steps(p, 120) == 9480  # ⌈10,000 / 128⌉ per epoch
+    init = protocol.initial_first_layer(p)
+    assert init["weights"] == 3 * 32 * 32 * 2048  # S-FC α=8's first layer
+    assert init["max_abs"] == pytest.approx(1 / 3072 ** 0.5, rel=1e-3)  # default init bound 1/√fan_in
+    regime = protocol.search_regime(p)
+    assert len(regime) == len(p.betas) * len(p.lambdas) * len(p.lam_first_factors)
+    row = regime[(regime["beta"] == 10) & (regime["lam"] == 3e-5)].iloc[0]
+    assert row["shrink_x"] == pytest.approx(0.5 * 0.1 * 9e-5 * 9480 / init["mean_abs"])
+    assert row["threshold_frac"] == pytest.approx(10 * 9e-5 / init["max_abs"])
+    assert (regime.loc[regime["beta"] == 0, "threshold_frac"] == 0).all()
+    with pytest.raises(ValueError, match="whole dataset"):
+        protocol.steps(profiles.get("paper"), 1)
+
+
+def curves_frame(density, radius, lr=None) -> pd.DataFrame:
+    n = len(density)
+    return pd.DataFrame({"epoch": np.arange(1, n + 1), "lr": lr if lr is not None else np.linspace(1, 0, n),
+                         "density": density, "radius": radius, "window_mass": np.nan, "train_acc": 50.0})
+
+
+def test_settled_finds_when_density_and_radius_stop_moving():
+    density = [1.0, 0.5, 0.2, 0.1, 0.1, 0.1]
+    radius = [13.0, 12.0, 8.0, 6.0, 5.2, 5.0]
+    out = protocol.settled(curves_frame(density, radius))
+    assert out["epochs"] == 6 and out["density_epoch"] == 4  # 0.1 from epoch 4 on
+    assert out["radius_epoch"] == 5  # within 0.5 px of 5.0 from epoch 5
+    assert out["density_lr_left"] == pytest.approx(0.4)
+    untracked = protocol.settled(curves_frame(density, [np.nan] * 6))
+    assert untracked["radius_epoch"] != untracked["radius_epoch"]  # NaN: never tracked
+    text = captions.describe_settling(out, "run x")
+    assert "epoch 4 on (40 % of the learning rate left)" in text and "0.5 px" in text
+
+
+def test_table2_seeds_mean_and_spread():
+    per_seed = pd.DataFrame({"row": ["a", "a", "a", "b"], "seed": [0, 1, 2, 0],
+                             "train_acc": [70.0, 72.0, 74.0, 60.0], "val_acc": [50.0, 51.0, 52.0, 40.0],
+                             "test_acc": [55.0, 56.0, 57.0, 45.0], "gap": [15.0, 16.0, 17.0, 15.0],
+                             "first_density": [0.01, 0.02, 0.03, 1.0], "radius": [5.0, 6.0, 7.0, 13.0],
+                             "window_mass": [0.5, 0.6, 0.7, 0.08], "n_test": 10_000, "wall_s": 1.0})
+    seeds = protocol.table2_seeds(per_seed).set_index("row")
+    assert seeds.loc["a", "n_seeds"] == 3 and seeds.loc["a", "test_acc_mean"] == 56.0
+    assert seeds.loc["a", "test_acc_sd"] == pytest.approx(1.0)
+    assert np.isnan(seeds.loc["b", "test_acc_sd"])  # one seed: no spread
+    table = plots_protocol.seeds_table(seeds.reset_index(), {"a": 80.0})
+    assert table["test acc. (%)"].tolist() == ["56.00 ± 1.00", "45.00"]
+    assert table["1st layer non-zeros (%)"].tolist()[0] == "2.00 ± 1.00"
+    assert table["paper's test acc. (%)"].tolist() == ["80.00", "—"]
+
+
+def test_sgd_search_table_marks_the_choice():
+    search = pd.DataFrame({"momentum": [0.9, 0.0], "weight_decay": [5e-4, 2e-3], "train_acc": [0.8, 0.7],
+                           "val_acc": [0.55, 0.57], "test_acc": [0.56, 0.58]})
+    table = plots_protocol.sgd_search_table(search, {"momentum": 0.0, "weight_decay": 2e-3})
+    assert table["chosen on validation"].tolist() == ["", "yes"]
+    assert table["gap train − test (pp)"].tolist() == ["24.00", "12.00"]
+
+
+@pytest.mark.skipif(not SMOKE.is_dir(), reason="no committed smoke results")
+def test_protocol_frames_on_the_committed_smoke_runs():
+    p = profiles.get("smoke")
+    per_seed = protocol.seed_frame(protocol.seed_runs(p, SMOKE))
+    assert sorted(per_seed["seed"].unique()) == list(p.seeds) and len(per_seed) == 4 * len(p.seeds)
+    assert ((per_seed["first_density"] > 0) & (per_seed["first_density"] <= 1)).all()
+    curves, settled = protocol.settling(p, SMOKE)
+    assert curves["epoch"].tolist() == list(range(1, p.epochs_long + 1)) and settled["epochs"] == p.epochs_long
+    fig = plots_protocol.settling_figure(curves, settled, "smoke")
+    assert len(fig.axes) == 4
