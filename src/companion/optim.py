@@ -32,6 +32,8 @@ from numbers import Real
 import torch
 from torch import nn
 
+from companion.checks import check_number
+
 __all__ = ["BetaLasso", "beta_lasso_step_reference", "lasso_param_groups"]
 
 
@@ -53,16 +55,16 @@ def beta_lasso_step_reference(params: Iterable[torch.Tensor], lr: float, lam: fl
 # The fast implementations behind BetaLasso, exact (eager) and fused (compiled).
 
 def _check_hyperparameter(name: str, value) -> float:
-    """Return ``value`` as a float if it is a real number >= 0; raise ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (Real, torch.Tensor)):
-        raise ValueError(f"BetaLasso: {name} must be a real number >= 0, got {value!r}")
-    if isinstance(value, torch.Tensor) and value.numel() != 1:
-        raise ValueError(f"BetaLasso: {name} must be a real number >= 0, got a tensor of shape "
-                         f"{tuple(value.shape)}")
-    number = float(value)
-    if math.isnan(number) or number < 0:
-        raise ValueError(f"BetaLasso: {name} must be a real number >= 0, got {value!r}")
-    return number
+    """``value`` (a real number, or a one-element tensor) as a float >= 0
+    (:func:`companion.checks.check_number`); one ValueError otherwise."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.dtype == torch.bool:
+            raise ValueError(f"BetaLasso: {name} must be a number >= 0, got a tensor of shape "
+                             f"{tuple(value.shape)} and dtype {value.dtype}")
+        value = value.item()
+    elif isinstance(value, Real) and not isinstance(value, bool):
+        value = float(value)  # NumPy scalars included
+    return float(check_number(f"BetaLasso: {name}", value, low=0))
 
 
 def _keep_above(threshold: float, dtype: torch.dtype) -> float:
