@@ -256,7 +256,9 @@ def add_cli(subparsers) -> None:
                    "reference outputs (smoke profile, no injected parameters)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra notebook parameter (repeatable)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="print nothing while executing (default: a line per notebook, and the notebooks' "
+                        "own output, such as training progress lines, as it comes)")
     p.add_argument("--dry-run", action="store_true", help="print what each chapter trains (runs, "
                    "missing, estimated GPU-hours) and execute nothing")
     p.set_defaults(func=_run_cli)
