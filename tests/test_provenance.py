@@ -46,3 +46,20 @@ def test_new_summary_names_data_without_a_path(tmp_path):
 def test_data_root_does_not_change_the_run_id(tmp_path):
     a = TrainConfig(model="3-fc", alpha=8, epochs=1, dataset="cifar10")
     assert a.run_id() == a.replace(data_root=str(tmp_path)).run_id()
+
+
+def test_committed_summaries_name_no_machine_path():
+    """The results committed with the book (tracked by git) carry no absolute path under ``dataset``."""
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "ls-files", "results/*/summary.json"], cwd=root, capture_output=True, text=True)
+    if listed.returncode != 0 or not listed.stdout.strip():
+        pytest.skip("not a git checkout with committed results")
+    bad = [path for path in listed.stdout.split() if (root / path).is_file()
+           and any(os.path.isabs(text) or ":/" in text
+                   for text in _strings(json.loads((root / path).read_text())["dataset"]))]
+    assert not bad, f"summaries naming a machine path under 'dataset' (rewrite 'source'): {bad}"
