@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -63,3 +64,22 @@ def test_committed_summaries_name_no_machine_path():
            and any(os.path.isabs(text) or ":/" in text
                    for text in _strings(json.loads((root / path).read_text())["dataset"]))]
     assert not bad, f"summaries naming a machine path under 'dataset' (rewrite 'source'): {bad}"
+
+
+def test_stored_configs_name_no_data_folder(tmp_path):
+    """The store keeps configs without ``data_root`` (a folder of the training machine): a new
+    run's config.json and summary, and every committed one."""
+    import subprocess
+
+    from companion.config import TrainConfig
+
+    config = TrainConfig(model="3-fc", alpha=8, epochs=1, data_root=str(tmp_path))
+    assert config.stored_dict()["data_root"] is None and config.to_dict()["data_root"] == str(tmp_path)
+    assert TrainConfig.from_dict(config.stored_dict()).run_id() == config.run_id()
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "ls-files", "results/*/config.json", "results/*/summary.json"], cwd=root,
+                            capture_output=True, text=True)
+    paths = [p for p in listed.stdout.split() if (root / p).is_file()]
+    bad = [p for p in paths if (lambda d: (d if p.endswith("config.json") else d["config"]).get("data_root"))(
+        json.loads((root / p).read_text()))]
+    assert not bad, f"committed runs recording a data folder (data_root): {bad}"

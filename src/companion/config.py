@@ -167,6 +167,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def stored_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` as the results store keeps it: without ``data_root`` (a folder of the
+        machine that trained; the data is named by the summary's dataset fingerprint instead)."""
+        return {**self.to_dict(), "data_root": None}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Build from a mapping (JSON/YAML); unknown or missing fields give one clear ValueError.

@@ -269,7 +269,7 @@ def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lo
         wall_before, resumed_at = state["wall_time_s"], list(state["resumed_at"]) + [start]
         del state
     if writer:
-        results.write_json(run_dir / results.CONFIG, config.to_dict())
+        results.write_json(run_dir / results.CONFIG, config.stored_dict())
         results.write_jsonl(run_dir / results.METRICS, metrics)  # the metrics the checkpoint vouches for
     sizes = layer_sizes(loop.model)
     session_start = time.perf_counter()
@@ -463,7 +463,7 @@ def summary(loop: _Loop, metrics: list[dict], wall: float, resumed_at: list[int]
     tracked = [m for m in metrics if m["val_acc"] is not None]
     best = max(tracked, key=lambda m: m["val_acc"]) if tracked else None
     return {
-        "run_id": config.run_id(), "config": config.to_dict(), "epochs": config.epochs,
+        "run_id": config.run_id(), "config": config.stored_dict(), "epochs": config.epochs,
         "final_train_loss": last["train_loss"], "final_train_acc": last["train_acc"],
         "final_val_acc": last["val_acc"], "final_test_acc": last["test_acc"],
         "best_val_acc": best["val_acc"] if best else None,
