@@ -18,7 +18,7 @@ chapter does not look for a dataset at all. Chapter 11 (sparse execution), the o
 trained networks, is run on a store where Table 2's β-LASSO runs with β > 0 have their compact
 ``weights.npz`` and no checkpoint (the situation of a fresh clone): they are trained again into
 the copy, their weights stored with :func:`companion.artifacts.store_weights`, their checkpoints
-deleted. Every chapter in ``notebooks/`` is run (about 1.5 minutes on a busy 2-core machine).
+deleted. Every chapter in ``notebooks/`` is run (1.5–2 minutes on a 2-core machine busy training).
 """
 
 from __future__ import annotations
