@@ -22,7 +22,8 @@ from torch import nn
 from companion.augment import make_augment
 from companion.models import build_model
 from companion.optim import BetaLasso, lasso_param_groups
-from companion.training import autocast, optimizer_step
+from companion.device import autocast
+from companion.training import optimizer_step
 
 
 def matmul_flops_per_image(model: nn.Module, first_needs_input_grad: bool = False) -> float:

@@ -13,7 +13,7 @@ from importlib import import_module
 #: sub-command -> module that defines ``add_cli(subparsers)``
 COMMANDS = {
     "params": "companion.params",
-    "train": "companion.training",
+    "train": "companion.train_cli",
     "sweep": "companion.sweep",
     "reproduce": "companion.reproduce",
     "experiments": "companion.runs",

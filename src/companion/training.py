@@ -27,11 +27,9 @@ mixed precision, per-epoch metrics and checkpoints, exact resume.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -45,6 +43,7 @@ from companion import distributed, results
 from companion.analysis import (embedded_nonzeros, first_layer_filters, layer_sizes, locality, locality_quantiles,
                                 nonzeros)
 from companion.config import TrainConfig
+from companion.device import autocast, device_name, resolve_device, resolve_precision  # noqa: F401
 from companion.results import CHECKPOINT_FORMAT, CheckpointError, Run, load_checkpoint  # noqa: F401 (re-exported)
 
 EVAL_BATCH = 1024
@@ -53,35 +52,6 @@ FILTER_SAMPLE = 32
 
 
 # --------------------------------------------------------------------------- small helpers
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for but CUDA is not available; use --device cpu or auto")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} asked for but MPS is not available; use --device cpu or auto")
-    return device
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → ``fp16-amp`` on CUDA, ``fp32`` elsewhere. fp16 AMP needs CUDA."""
-    if precision == "auto":
-        return "fp16-amp" if device.type == "cuda" else "fp32"
-    if precision == "fp16-amp" and device.type != "cuda":
-        raise ValueError(f"precision 'fp16-amp' needs a CUDA device (got {device}); use fp32 or bf16")
-    return precision
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "fp16-amp":
-        return torch.autocast(device.type, dtype=torch.float16)
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
     """Backward pass and one optimizer step, through the fp16 ``GradScaler`` when there is one
     (it skips the step if the scaled gradients overflowed). Gradients are reset first."""
@@ -127,12 +97,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type}: {platform.processor() or platform.machine()}"
 
 
 @torch.no_grad()
@@ -517,66 +481,3 @@ def trained_model(run: Run, *, data_root: str | None = None, device: str = "auto
         model = load_model(again)
     return model, {"source": "retrained", "test_acc": again.summary["final_test_acc"],
                    "stored_test_acc": run.summary["final_test_acc"]}
-
-
-# --------------------------------------------------------------------------- CLI
-def add_cli(subparsers) -> None:
-    """``companion train``: one run into the results store."""
-    from companion.config import OPTIMIZERS, PRECISIONS
-
-    p = subparsers.add_parser(
-        "train", help="train one model (Appendix A.2 defaults)",
-        description="Train one model into the results store (DIR/<run id>/). A finished run of the "
-                    "same config is reused unless --force. Data parallel on N processes (one run): "
-                    "torchrun --nproc-per-node N -m companion train ...",
-    )
-    d = TrainConfig.__dataclass_fields__
-    p.add_argument("--model", required=True, help="d-conv, d-local, d-fc, s-conv, s-local, s-fc, 3-fc, resnet18")
-    p.add_argument("--alpha", type=int, required=True, help="base channels α (Tables 3/4)")
-    p.add_argument("--epochs", type=int, required=True)
-    p.add_argument("--dataset", default=d["dataset"].default, help="cifar10, cifar100, svhn, synthetic")
-    p.add_argument("--data-root", default=None, help="where datasets live / are downloaded")
-    p.add_argument("--optimizer", default=d["optimizer"].default, choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, default=d["lr"].default)
-    p.add_argument("--lam", type=float, default=d["lam"].default, help="β-LASSO ℓ1 coefficient λ")
-    p.add_argument("--lam-first", type=float, default=None, help="λ for the conv-position layers (default: --lam)")
-    p.add_argument("--beta", type=float, default=d["beta"].default, help="β-LASSO threshold factor β")
-    p.add_argument("--momentum", type=float, default=d["momentum"].default)
-    p.add_argument("--weight-decay", type=float, default=d["weight_decay"].default)
-    p.add_argument("--dropout", type=float, default=d["dropout"].default)
-    p.add_argument("--kernel-size", type=int, default=None, help="ResNet18 block kernel (Figure 5)")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"].default)
-    p.add_argument("--augment", default=d["augment"].default,
-                   help="none, flip-crop, fast-autoaugment (Appendix A.2: fast-autoaugment)")
-    p.add_argument("--permute-pixels", type=int, default=None, metavar="SEED",
-                   help="apply a fixed random pixel permutation with this seed (Section 4.1)")
-    p.add_argument("--subset", type=int, default=None, metavar="N", help="use only N training images")
-    p.add_argument("--val-size", type=int, default=d["val_size"].default, metavar="N",
-                   help="hold N training images out for validation")
-    p.add_argument("--seed", type=int, default=d["seed"].default)
-    p.add_argument("--device", default=d["device"].default, help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", default=d["precision"].default, choices=PRECISIONS)
-    p.add_argument("--track-every", type=int, default=d["track_every"].default, metavar="N",
-                   help="evaluate every N epochs (and on the last)")
-    p.add_argument("--out", default="runs", metavar="DIR", help="results root (default: runs)")
-    p.add_argument("--resume", action="store_true", help="continue an unfinished run from its checkpoint")
-    p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
-    p.add_argument("--wait", action="store_true",
-                   help="if another process is training this run, wait for it instead of stopping")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    names = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-    run = train(config, root=args.out, resume=args.resume, progress=not args.quiet, force=args.force,
-                wait=args.wait)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
-        return 0
-    s = run.summary
-    print(f"run: {run.path}")
-    for key in ("final_train_acc", "final_val_acc", "final_test_acc", "best_val_acc", "test_acc_at_best_val"):
-        if s.get(key) is not None:
-            print(f"{key}: {s[key]:.4f}")
-    return 0
