@@ -117,8 +117,8 @@ def untrained_network(run: results.Run, *, seed: int = 0) -> torch.nn.Module:
 
 def trained_network(run: results.Run) -> torch.nn.Module:
     """``run``'s trained network: from its checkpoint when one is present (just trained here),
-    else from its committed :data:`WEIGHTS`; neither is one clear error naming the command that
-    trains the run (``companion experiments``) and then stores its weights."""
+    else from its committed :data:`WEIGHTS`; neither is one clear error naming the commands that
+    train the run (``companion experiments``) and then store its weights (``companion weights``)."""
     if not run.finished:
         raise ValueError(f"run {run.run_id} is not finished; train it first")
     if (run.path / results.CHECKPOINT).is_file():
@@ -129,8 +129,8 @@ def trained_network(run: results.Run) -> torch.nn.Module:
         return load_weights(run)
     raise FileNotFoundError(
         f"run {run.run_id} ({run.config.model}, {run.config.optimizer}) has neither a checkpoint nor "
-        f"stored weights ({WEIGHTS}); train it with `companion experiments --profile P` "
-        f"(which stores the weights the book needs)")
+        f"stored weights ({WEIGHTS}); train it with `companion experiments --profile P`, then store "
+        f"the weights the book needs with `companion weights --profile P`")
 
 
 def store_weights(runs, *, max_bytes: int = 25 * 2**20) -> dict[str, int]:
