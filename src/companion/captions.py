@@ -302,3 +302,19 @@ def describe_settling(settled: dict, label: str) -> str:
     return (f"{label}, trained for {settled['epochs']} epochs: "
             f"{when('density', 'first-layer density', f'{100 * DENSITY_TOLERANCE:.0f} %')}, and "
             f"{when('radius', 'median locality radius', f'{RADIUS_TOLERANCE:g} px')}.")
+
+
+def describe_null(null: dict) -> str:
+    """A sentence on :func:`companion.claims.null_comparison`: trained radius against the null's,
+    the test's p-value, and the filters counted apart."""
+    from companion.claims import NULL_MIN_NONZEROS
+
+    if not null["units"]:
+        return f"No filter has {NULL_MIN_NONZEROS} or more non-zero weights: the null comparison has nothing to compare."
+    few = (f" {null['few_units']:,} filters with 1–{NULL_MIN_NONZEROS - 1} non-zeros, counted apart, have a median "
+           f"radius of {null['few_median_radius']:.1f} px." if null["few_units"] else "")
+    return (f"On the {null['units']:,} filters with at least {NULL_MIN_NONZEROS} non-zeros, the median radius is "
+            f"{null['median_radius']:.1f} px trained and {null['null_median_radius']:.1f} px for the same counts "
+            f"placed at random (window mass {null['median_window_mass']:.2f} against "
+            f"{null['null_median_window_mass']:.2f}); a one-sided Mann–Whitney test gives p = {null['p_value']:.1g} "
+            f"that the trained radii are not smaller.{few}")

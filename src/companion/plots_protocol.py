@@ -96,3 +96,41 @@ def settling_figure(curves: pd.DataFrame, settled: dict, label: str) -> Figure:
         ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="center right")
     fig.suptitle(label, fontsize=10)
     return fig
+
+
+def null_figure(frame: pd.DataFrame, min_nonzeros: int, references: dict, label: str) -> Figure:
+    """Claim (c)'s null (:func:`companion.protocol.null_frame`): left, the radius of the trained
+    filters with at least ``min_nonzeros`` non-zeros beside that of the same counts placed at
+    random (histograms); right, the median radius of both against the number of non-zeros per
+    filter (log-spaced bins). Dashed: the dense and S-LOCAL references (radius)."""
+    import numpy as np
+
+    require_columns(frame, ["nonzeros", "radius", "null_radius"], "the null frame")
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    ax_h, ax_n = fig.subplots(1, 2)
+    used = frame[frame["nonzeros"] >= min_nonzeros]
+    bins = np.linspace(0, max(14.0, float(np.nanmax(frame[["radius", "null_radius"]].to_numpy())) + 0.5), 40)
+    ax_h.hist(used["radius"], bins=bins, alpha=0.6, color="tab:red", label=f"{label} ({len(used):,} filters)")
+    ax_h.hist(used["null_radius"], bins=bins, alpha=0.6, color="grey", label="same counts placed at random")
+    ax_h.set_xlabel("locality radius (px)")
+    ax_h.set_ylabel("filters")
+    edges = np.unique(np.round(np.geomspace(1, max(2, frame["nonzeros"].max() + 1), 12)).astype(int))
+    which = np.digitize(frame["nonzeros"], edges)
+    g = frame.assign(bin=which).groupby("bin")
+    centres = g["nonzeros"].median()
+    ax_n.plot(centres, g["radius"].median(), color="tab:red", marker="o", label=label)
+    ax_n.plot(centres, g["null_radius"].median(), color="grey", marker="s", label="same counts at random")
+    ax_n.axvline(min_nonzeros, color="black", linestyle=":", linewidth=1)
+    ax_n.set_xscale("log")
+    ax_n.set_xlabel("non-zero weights of the filter")
+    ax_n.set_ylabel("median locality radius (px)")
+    for ax in (ax_h, ax_n):
+        for name, style in (("uniform", "--"), ("s-local", "-.")):
+            r = references[name]["radius"]
+            if ax is ax_h:
+                ax.axvline(r, color="black", linestyle=style, linewidth=1)
+            else:
+                ax.axhline(r, color="black", linestyle=style, linewidth=1)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig

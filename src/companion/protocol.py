@@ -150,3 +150,18 @@ def table2_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     out.insert(0, "n_seeds", g.size())
     out["n_test"] = g["n_test"].min()
     return out.reset_index()
+
+
+def null_frame(run, *, seed: int = 0) -> pd.DataFrame:
+    """Claim (c)'s null, unit by unit: for every first-layer unit of ``run`` with at least one
+    non-zero weight, its count of non-zeros, its locality radius and window mass, and those of the
+    same count placed at random (:func:`companion.analysis.random_placement_locality`)."""
+    from companion.analysis import random_placement_locality
+
+    a = run.arrays()
+    nnz = np.asarray(a["unit_nonzeros"])
+    alive = nnz > 0
+    null = random_placement_locality(nnz[alive], seed=seed)
+    return pd.DataFrame({"nonzeros": nnz[alive], "radius": np.asarray(a["locality_radius"])[alive],
+                         "window_mass": np.asarray(a["locality_window_mass"])[alive],
+                         "null_radius": null["radius"].numpy(), "null_window_mass": null["window_mass"].numpy()})
