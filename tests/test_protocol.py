@@ -81,3 +81,26 @@ def test_protocol_frames_on_the_committed_smoke_runs():
     assert curves["epoch"].tolist() == list(range(1, p.epochs_long + 1)) and settled["epochs"] == p.epochs_long
     fig = plots_protocol.settling_figure(curves, settled, "smoke")
     assert len(fig.axes) == 4
+
+
+@pytest.mark.skipif(not SMOKE.is_dir(), reason="no committed smoke results")
+def test_null_frame_keeps_each_units_count():
+    from companion import analysis, runs
+
+    p = profiles.get("smoke")
+    (_, run), = [(k, r) for (k, seed), r in protocol.seed_runs(p, SMOKE).items()
+                 if k == runs.BEST_LASSO and seed == p.seeds[0]]
+    frame = protocol.null_frame(run)
+    a = run.arrays()
+    assert len(frame) == int((a["unit_nonzeros"] > 0).sum())
+    assert (frame["null_radius"] > 0).all() and frame["null_radius"].notna().all()
+    fig = plots_protocol.null_figure(frame, 5, analysis.reference_locality(), "β-LASSO")
+    assert len(fig.axes) == 2
+
+
+def test_describe_null():
+    stats = {"units": 90, "few_units": 3, "few_median_radius": 1.2, "median_radius": 5.0, "null_median_radius": 11.0,
+             "median_window_mass": 0.6, "null_median_window_mass": 0.1, "p_value": 2e-30}
+    text = captions.describe_null(stats)
+    assert "5.0 px trained and 11.0 px" in text and "p = 2e-30" in text and "3 filters with 1–4" in text
+    assert "nothing to compare" in captions.describe_null(dict(stats, units=0))
