@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from companion import experiments as E, plots
+from companion import experiments as E, plots_sparse
 
 ROWS = ["S-FC, SGD", "S-FC, β-LASSO (β=1; best on validation)"]
 
@@ -76,9 +76,9 @@ def test_describe_sparse_inputs_says_no_dataset_is_read():
 
 
 def test_sparse_frames_and_figure():
-    table = plots.sparse_summary_frame(summary())
+    table = plots_sparse.sparse_summary_frame(summary())
     assert list(table["same prediction"]) == ["1,000 / 1,000"] * 2 and list(table["memory ratio"]) == ["1.0×", "8.0×"]
-    stand_in = plots.sparse_summary_frame(summary(weights=(E.STAND_IN, "weights.npz")))
+    stand_in = plots_sparse.sparse_summary_frame(summary(weights=(E.STAND_IN, "weights.npz")))
     assert stand_in["weights from"][0] == ("weights not committed (dense, 8.0 MiB): timed on an untrained network "
                                            "of the same shape; accuracy from the run's summary")
     assert list(stand_in["same prediction"]) == ["—", "1,000 / 1,000"] and stand_in["max |Δ logit|"][0] == "—"
@@ -86,14 +86,14 @@ def test_sparse_frames_and_figure():
                            "weights": [6291456, 393216] * 2, "nonzeros": [6291456, 393216, 159300, 285063],
                            "density": [1.0, 1.0, 159300 / 6291456, 285063 / 393216],
                            "layout": ["dense", "dense", "bag", "dense"]})
-    wide = plots.sparse_layers_frame(layers)
+    wide = plots_sparse.sparse_layers_frame(layers)
     assert list(wide.columns) == ["network", "conv1 (6,291,456 weights)", "fc1 (393,216 weights)"]
     assert wide.iloc[1, 1] == "2.53 % (bag)" and wide.iloc[1, 2] == "72.50 % (dense)"
-    assert list(plots.sparse_speed_frame(speeds())["speed-up"]) == ["1.0×", "7.0×", "1.1×", "3.0×"]
-    fig = plots.sparse_speed_figure(summary(), speeds(), E.SPARSE_SPEED_GOAL)
+    assert list(plots_sparse.sparse_speed_frame(speeds())["speed-up"]) == ["1.0×", "7.0×", "1.1×", "3.0×"]
+    fig = plots_sparse.sparse_speed_figure(summary(), speeds(), E.SPARSE_SPEED_GOAL)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     with pytest.raises(ValueError, match="lacks columns"):
-        plots.sparse_speed_figure(summary().drop(columns="density"), speeds(), 5)
+        plots_sparse.sparse_speed_figure(summary().drop(columns="density"), speeds(), 5)
 
 
 def test_describe_machine_names_threads_and_batch():
