@@ -54,7 +54,7 @@ def pruned_s_fc(alpha: int, density: float, gen: torch.Generator) -> torch.nn.Mo
 def load_run(run_dir: Path) -> torch.nn.Module:
     """The trained model of a results-store run directory (config.json + checkpoint.pt)."""
     from companion.results import load_run as read_run
-    from companion.training import load_model
+    from companion.artifacts import load_model
 
     run = read_run(run_dir)
     model = load_model(run)

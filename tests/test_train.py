@@ -344,19 +344,13 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert run.config.run_id() != tiny(epochs=1).run_id()  # precision is part of the result
 
 
-def test_trained_model_reads_the_checkpoint_or_trains_again(tmp_path):
-    from companion.training import load_model, trained_model
+def test_load_model_reads_the_checkpoint(tmp_path):
+    from companion.artifacts import load_model
 
     run = train(tiny(epochs=1, model="s-fc", optimizer="beta-lasso", lam=1e-4), root=tmp_path, progress=False)
-    stored = load_model(run)
-    model, origin = trained_model(run, progress=False)
-    assert origin["source"] == "checkpoint" and not model.training
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), stored.state_dict().values()))
+    model = load_model(run)
+    state = torch.load(run.path / results.CHECKPOINT, map_location="cpu", weights_only=True)["model"]
+    assert not model.training and all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     (run.path / results.CHECKPOINT).unlink()  # as in the committed results store
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_model(run)
-    again, origin = trained_model(run, progress=False)
-    assert origin["source"] == "retrained" and origin["test_acc"] == origin["stored_test_acc"]
-    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), stored.state_dict().values()))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [run.run_id]  # nothing left behind
-    assert not (run.path / results.CHECKPOINT).exists()  # the store is not changed

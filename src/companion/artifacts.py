@@ -84,6 +84,16 @@ def _build(run: results.Run) -> torch.nn.Module:
                        dropout=c.dropout, kernel_size=c.kernel_size)
 
 
+def load_model(run: results.Run, checkpoint: str | os.PathLike | None = None) -> torch.nn.Module:
+    """``run``'s network (eval mode, CPU) with the weights of its last checkpoint."""
+    path = Path(checkpoint) if checkpoint is not None else run.path / results.CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"run {run.run_id}: no checkpoint at {path}")
+    model = _build(run)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    return model.eval()
+
+
 def load_weights(run: results.Run) -> torch.nn.Module:
     """``run``'s network (eval mode, CPU) from its stored :data:`WEIGHTS`."""
     path = run.path / WEIGHTS
@@ -122,8 +132,6 @@ def trained_network(run: results.Run) -> torch.nn.Module:
     if not run.finished:
         raise ValueError(f"run {run.run_id} is not finished; train it first")
     if (run.path / results.CHECKPOINT).is_file():
-        from companion.training import load_model
-
         return load_model(run)
     if (run.path / WEIGHTS).is_file():
         return load_weights(run)
@@ -141,7 +149,6 @@ def store_weights(runs, *, max_bytes: int = 25 * 2**20) -> dict[str, int]:
     for r in todo:
         if not (r.path / results.CHECKPOINT).is_file():
             raise FileNotFoundError(f"run {r.run_id} has no checkpoint to store weights from; train it first")
-    from companion.training import load_model
 
     packed = {}
     for r in todo:
