@@ -13,7 +13,7 @@ ROWS = ["S-FC, SGD", "S-FC, β-LASSO (β=1; best on validation)"]
 
 def summary(same=(1000, 1000), weights=("checkpoint", "weights.npz"), test=(50.0, 52.0)) -> pd.DataFrame:
     df = pd.DataFrame({
-        "row": ROWS, "weights": list(weights), "test_acc": list(test),
+        "row": ROWS, "method": [r.removeprefix("S-FC, ") for r in ROWS], "weights": list(weights), "test_acc": list(test),
         "density": [1.0, 0.03], "images": [1000, 1000], "same_prediction": list(same),
         "max_logit_diff": [2e-7, 5e-7], "dense_bytes": [8 * 2**20, 8 * 2**20], "sparse_bytes": [8 * 2**20, 2**20],
         "memory_ratio": [1.0, 8.0],

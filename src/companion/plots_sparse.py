@@ -11,11 +11,6 @@ from companion.plots import format_count
 from companion.checks import require_columns
 
 
-def _short_row(row: str) -> str:
-    """``S-FC, β-LASSO (β=1; best on validation)`` → ``β-LASSO (β=1; best on validation)``."""
-    return row.removeprefix("S-FC, ")
-
-
 def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float) -> Figure:
     """Chapter 11, one row per network (labelled with its share of non-zero weights): left, the
     sparse export's images/s divided by the dense network's, one bar per CPU thread count, with
@@ -24,14 +19,14 @@ def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float
     untrained network of its shape says so in its label."""
     from companion.tables_weights import STAND_IN
 
-    require_columns(summary, ["row", "density", "dense_bytes", "sparse_bytes"], "the sparse-execution summary")
+    require_columns(summary, ["row", "method", "density", "dense_bytes", "sparse_bytes"], "the sparse-execution summary")
     require_columns(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
     fig = Figure(figsize=(11, 1.2 + 0.55 * len(summary)), layout="constrained")
     ax_speed, ax_mem = fig.subplots(1, 2, sharey=True)
     y = list(range(len(summary)))
     stand_in = summary["weights"] == STAND_IN if "weights" in summary else [False] * len(summary)
-    labels = [f"{_short_row(r)}\n{d * 100:.1f} % non-zero" + ("\n(untrained stand-in)" if u else "")
-              for r, d, u in zip(summary["row"], summary["density"], stand_in)]
+    labels = [f"{m}\n{d * 100:.1f} % non-zero" + ("\n(untrained stand-in)" if u else "")
+              for m, d, u in zip(summary["method"], summary["density"], stand_in)]
     counts = list(dict.fromkeys(speeds["threads"]))
     height = 0.8 / len(counts)
     for i, threads in enumerate(counts):

@@ -36,11 +36,6 @@ FILTER_SCHEME = ("each filter is scaled by its own largest absolute weight, and 
                  "so an all-zero pixel is grey")
 
 
-def _short(label: str) -> str:
-    """``S-FC, β-LASSO (β=50)`` → ``β-LASSO (β=50)`` (inside a figure about S-FC)."""
-    return label.removeprefix("S-FC, ")
-
-
 # ------------------------------------------------------------------------------ Figure 3
 def figure3(curves: pd.DataFrame, references: pd.DataFrame) -> Figure:
     """The paper's Figure 3: non-zero weights of each layer of S-FC against the epoch, one line per
@@ -49,7 +44,7 @@ def figure3(curves: pd.DataFrame, references: pd.DataFrame) -> Figure:
     one at S-FC's (:func:`companion.tables.layer_references`). Networks whose layer has the
     same number of weights share one line. A panel whose values span more than a factor of 20 has
     a logarithmic y axis."""
-    require_columns(curves, ["row", "best", "epoch", "layer", "nonzeros"], "the non-zeros curves")
+    require_columns(curves, ["row", "method", "best", "epoch", "layer", "nonzeros"], "the non-zeros curves")
     require_columns(references, ["layer", *REFERENCE_COLOURS], "the layer references")
     if curves.empty:
         raise ValueError("the non-zeros curves are empty (no β-LASSO run)")
@@ -62,7 +57,7 @@ def figure3(curves: pd.DataFrame, references: pd.DataFrame) -> Figure:
             part = curves[(curves["row"] == row) & (curves["layer"] == layer)].sort_values("epoch")
             best = bool(part["best"].any())
             ax.plot(part["epoch"], part["nonzeros"], color=RUN_COLOURS[i % len(RUN_COLOURS)],
-                    linewidth=2.4 if best else 1.3, marker="o", markersize=3, label=_short(row))
+                    linewidth=2.4 if best else 1.3, marker="o", markersize=3, label=part["method"].iloc[0])
         ref = references.set_index("layer").loc[layer]
         for value, nets in _group_equal({net: int(ref[net]) for net in REFERENCE_COLOURS}).items():
             style = ":" if nets == ["S-FC"] else "--"

@@ -220,7 +220,8 @@ def _best_id(runs: dict) -> str | None:
 
 def nonzeros_curves(runs: dict) -> pd.DataFrame:
     """Figure 3: non-zero weights of each weight layer at every epoch, for each distinct β-LASSO
-    run of Table 2 (``runs`` as :func:`table2` returns them). Columns ``row, run_id, beta, best``
+    run of Table 2 (``runs`` as :func:`table2` returns them). Columns ``row, method`` (the label
+    without the network: every row is S-FC), ``run_id, beta, best``
     (the run chosen on validation), ``epoch, layer`` (e.g. ``conv1``), ``nonzeros, weights``."""
     best = _best_id(runs)
     rows = []
@@ -231,10 +232,12 @@ def nonzeros_curves(runs: dict) -> pd.DataFrame:
             if column not in metrics.columns:
                 raise ValueError(f"run {run.run_id} has no per-epoch {column!r}")
             part = metrics[["epoch", column]].dropna()
-            rows += [{"row": run_label(key), "run_id": run.run_id, "beta": run.config.beta, "best": run.run_id == best,
+            rows += [{"row": run_label(key), "method": run_label(key, with_model=False), "run_id": run.run_id,
+                      "beta": run.config.beta, "best": run.run_id == best,
                       "epoch": int(epoch), "layer": layer_name(layer), "nonzeros": int(nnz), "weights": int(weights)}
                      for epoch, nnz in part.itertuples(index=False)]
-    return pd.DataFrame(rows, columns=["row", "run_id", "beta", "best", "epoch", "layer", "nonzeros", "weights"])
+    return pd.DataFrame(rows, columns=["row", "method", "run_id", "beta", "best", "epoch", "layer", "nonzeros",
+                                       "weights"])
 
 
 def layer_references(runs: dict) -> pd.DataFrame:

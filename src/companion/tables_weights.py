@@ -248,7 +248,8 @@ def sparse_execution(p: Profile, root=None, *, runs: dict | None = None, threads
         density = sparse.density_report(model) if trained else summary_density(run)
         same = (sparse.agreement(model, exported, x[:images]) if trained else
                 {"images": float("nan"), "same_prediction": float("nan"), "max_logit_diff": float("nan")})
-        rows.append({"row": label, "weights": source or STAND_IN, "test_acc": run.summary["final_test_acc"] * 100,
+        rows.append({"row": label, "method": run_label(key, with_model=False), "weights": source or STAND_IN,
+                     "test_acc": run.summary["final_test_acc"] * 100,
                      "density": density["nonzeros"].sum() / density["params"].sum(),
                      **same, "dense_bytes": sparse.memory_bytes(model),
                      "sparse_bytes": sparse.memory_bytes(exported)})
