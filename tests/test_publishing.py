@@ -368,3 +368,28 @@ def test_notebooks_setup_cells_use_the_configured_repository():
     expected = "".join(colab.setup_cell(url, branch)["source"])
     stale = [name for name, cell in present.items() if "".join(cell["source"]) != expected]
     assert not stale, f"set-up cells not matching _config.yml's repository: {stale}"
+
+
+def test_committed_cpu_results_hold_every_run_the_book_reads():
+    """``make book`` (cpu profile) trains nothing and reads no dataset: every run a chapter reads is
+    finished in the committed store, and every run whose sparse export chapter 11 needs has its
+    weights committed (issue 10)."""
+    import subprocess
+
+    from companion import profiles, runs
+    from companion.results import find_run
+    from companion.tables_weights import sparse_runs, weights_needed
+
+    root = ROOT / "results" / "cpu"
+    tracked = subprocess.run(["git", "ls-files", "results/cpu"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0 or not tracked.stdout.strip():
+        pytest.skip("not a git checkout with committed cpu results")
+    committed = set(tracked.stdout.split())
+    p = profiles.get("cpu")
+    configs = {c.run_id(): c for cs in runs.chapter_configs(p, root).values() for c in cs}
+    missing = [i for i in configs if f"results/cpu/{i}/summary.json" not in committed]
+    assert not missing, f"chapters read runs that are not committed: {missing}"
+    assert all(find_run(c, root) is not None for c in configs.values())
+    need = [r.run_id for r in sparse_runs(p, root).values() if weights_needed(r)]
+    unstored = [i for i in need if f"results/cpu/{i}/weights.npz" not in committed]
+    assert not unstored, f"chapter 11 needs weights.npz of {unstored} (companion weights --profile cpu)"
