@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from companion import experiments as E
-from companion import paper, profiles
+from companion import paper, profiles, protocol
 
 
 def table1_frame(ours: dict[str, tuple[float, float]]) -> pd.DataFrame:
@@ -155,13 +155,13 @@ def test_null_comparison_tells_local_filters_from_random_placement():
     scores = locality(__import__("torch").from_numpy(filters))
     arrays = {"unit_nonzeros": (filters != 0).reshape(60, -1).sum(1), "locality_radius": scores["radius"].numpy(),
               "locality_window_mass": scores["window_mass"].numpy()}
-    null = E.null_comparison(arrays)
+    null = E.null_comparison(protocol.null_frame(arrays))
     assert null["units"] == 57 and null["few_units"] == 2 and null["few_median_radius"] == 0.0
     assert null["median_radius"] < 0.8 * null["null_median_radius"] and null["p_value"] < 1e-3
     spread = dict(arrays, unit_nonzeros=arrays["unit_nonzeros"][40:57],
                   locality_radius=arrays["locality_radius"][40:57],
                   locality_window_mass=arrays["locality_window_mass"][40:57])
-    assert E.null_comparison(spread)["p_value"] > 1e-3  # random filters are not told apart from the null
+    assert E.null_comparison(protocol.null_frame(spread))["p_value"] > 1e-3  # random filters are not told apart from the null
 
 
 def test_locality_references_are_computed():

@@ -90,7 +90,7 @@ def test_null_frame_keeps_each_units_count():
     p = profiles.get("smoke")
     (_, run), = [(k, r) for (k, seed), r in protocol.seed_runs(p, SMOKE).items()
                  if k == runs.BEST_LASSO and seed == p.seeds[0]]
-    frame = protocol.null_frame(run)
+    frame = protocol.null_frame(run.arrays())
     a = run.arrays()
     assert len(frame) == int((a["unit_nonzeros"] > 0).sum())
     assert (frame["null_radius"] > 0).all() and frame["null_radius"].notna().all()

@@ -212,30 +212,25 @@ def locality_stats(arrays: dict) -> dict:
             "empty_units": int((~alive).sum()), "units": int(nnz.size)}
 
 
-def null_comparison(arrays: dict, *, min_nonzeros: int = NULL_MIN_NONZEROS, seed: int = 0) -> dict:
-    """β-LASSO's first-layer radii against a null with the same non-zeros per unit placed at
-    random (:func:`companion.analysis.random_placement_locality`), on the units with at least
+def null_comparison(null: pd.DataFrame, *, min_nonzeros: int = NULL_MIN_NONZEROS) -> dict:
+    """β-LASSO's first-layer radii against the null with the same non-zeros per unit placed at
+    random (``null``: :func:`companion.protocol.null_frame`), on the units with at least
     ``min_nonzeros`` non-zeros: medians of both, window masses, and the one-sided Mann–Whitney
     p-value that the trained radii are smaller; the units with 1 … ``min_nonzeros`` − 1 apart."""
-    import numpy as np
     from scipy.stats import mannwhitneyu
 
-    from companion.analysis import random_placement_locality
-
-    nnz = np.asarray(arrays["unit_nonzeros"])
-    radius, window = np.asarray(arrays["locality_radius"], float), np.asarray(arrays["locality_window_mass"], float)
-    used, few = nnz >= min_nonzeros, (nnz > 0) & (nnz < min_nonzeros)
-    out = {"units": int(used.sum()), "few_units": int(few.sum()),
-           "few_median_radius": float(np.median(radius[few])) if few.any() else float("nan")}
-    if not used.any():
+    require_columns(null, ["nonzeros", "radius", "window_mass", "null_radius", "null_window_mass"], "the null frame")
+    used, few = null[null["nonzeros"] >= min_nonzeros], null[null["nonzeros"] < min_nonzeros]
+    out = {"units": len(used), "few_units": len(few),
+           "few_median_radius": float(few["radius"].median()) if len(few) else float("nan")}
+    if used.empty:
         return {**out, "median_radius": float("nan"), "null_median_radius": float("nan"), "median_window_mass":
                 float("nan"), "null_median_window_mass": float("nan"), "p_value": float("nan")}
-    null = random_placement_locality(nnz[used], seed=seed)
-    null_radius = null["radius"].numpy()
-    return {**out, "median_radius": float(np.median(radius[used])), "null_median_radius": float(np.median(null_radius)),
-            "median_window_mass": float(np.median(window[used])),
-            "null_median_window_mass": float(np.median(null["window_mass"].numpy())),
-            "p_value": float(mannwhitneyu(radius[used], null_radius, alternative="less").pvalue)}
+    return {**out, "median_radius": float(used["radius"].median()),
+            "null_median_radius": float(used["null_radius"].median()),
+            "median_window_mass": float(used["window_mass"].median()),
+            "null_median_window_mass": float(used["null_window_mass"].median()),
+            "p_value": float(mannwhitneyu(used["radius"], used["null_radius"], alternative="less").pvalue)}
 
 
 def locality_references(image_size: int = 32, in_channels: int = 3) -> dict:
@@ -359,7 +354,7 @@ def claims(p: Profile, root=None) -> pd.DataFrame:
     seeds = protocol.table2_seeds(per_seed)
     paper_t2 = {"sgd": paper_table2(S_FC_SGD, reference_dataset(p)), "lasso": paper_table2(lasso_key(50), reference_dataset(p))}
     stats = {row: locality_stats(runs[row].arrays()) for row in (S_FC_SGD, BEST_LASSO)}
-    null = null_comparison(runs[BEST_LASSO].arrays(), seed=p.seed)
+    null = null_comparison(protocol.null_frame(runs[BEST_LASSO].arrays(), seed=p.seed))
     scale = scaling(p, root)
     target = fit_target(scale)
     fit = fewest_params_to_fit(scale, target)

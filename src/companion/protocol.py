@@ -152,16 +152,20 @@ def table2_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def null_frame(run, *, seed: int = 0) -> pd.DataFrame:
-    """Claim (c)'s null, unit by unit: for every first-layer unit of ``run`` with at least one
-    non-zero weight, its count of non-zeros, its locality radius and window mass, and those of the
-    same count placed at random (:func:`companion.analysis.random_placement_locality`)."""
+def null_frame(arrays: dict, *, seed: int = 0) -> pd.DataFrame:
+    """Claim (c)'s null, unit by unit: for every first-layer unit with at least one non-zero
+    weight (``arrays``: a run's :meth:`~companion.results.Run.arrays`), its count of non-zeros,
+    its locality radius and window mass, and those of the same count placed at random
+    (:func:`companion.analysis.random_placement_locality`). One draw, read by both claim (c)
+    (:func:`companion.claims.null_comparison`) and chapter 9's figure."""
     from companion.analysis import random_placement_locality
 
-    a = run.arrays()
-    nnz = np.asarray(a["unit_nonzeros"])
+    for key in ("unit_nonzeros", "locality_radius", "locality_window_mass"):
+        if key not in arrays:
+            raise ValueError(f"run arrays lack {key!r}; they have {sorted(arrays)}")
+    nnz = np.asarray(arrays["unit_nonzeros"])
     alive = nnz > 0
     null = random_placement_locality(nnz[alive], seed=seed)
-    return pd.DataFrame({"nonzeros": nnz[alive], "radius": np.asarray(a["locality_radius"])[alive],
-                         "window_mass": np.asarray(a["locality_window_mass"])[alive],
+    return pd.DataFrame({"nonzeros": nnz[alive], "radius": np.asarray(arrays["locality_radius"])[alive],
+                         "window_mass": np.asarray(arrays["locality_window_mass"])[alive],
                          "null_radius": null["radius"].numpy(), "null_window_mass": null["window_mass"].numpy()})
