@@ -252,13 +252,13 @@ def finished(p: Profile, configs, root=None) -> list:
 
 def ensure(configs, root, *, progress: bool = True) -> list:
     """Train every config that has no finished run in ``root`` (resuming unfinished ones)."""
+    from companion.progress import describe_run
     from companion.training import train
 
     runs = []
     for i, config in enumerate(configs, 1):
         if progress:
-            print(f"[{i}/{len(configs)}] {config.model} α={config.alpha} {config.optimizer} "
-                  f"{config.epochs} ep ({config.run_id()})", flush=True)
+            print(f"[{i}/{len(configs)}] {describe_run(config)}", flush=True)
         runs.append(train(config, root=root, resume=True, progress=progress))
     return runs
 
