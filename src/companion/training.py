@@ -44,6 +44,7 @@ from companion.analysis import (embedded_nonzeros, first_layer_filters, layer_si
                                 nonzeros)
 from companion.config import TrainConfig
 from companion.device import autocast, device_name, resolve_device, resolve_precision  # noqa: F401
+from companion.snapshots import Recorder
 from companion.results import CHECKPOINT_FORMAT, CheckpointError, Run, load_checkpoint  # noqa: F401 (re-exported)
 
 EVAL_BATCH = 1024
@@ -100,22 +101,25 @@ def git_commit() -> str | None:
 
 
 @torch.no_grad()
-def evaluate(model, split, dataset: str, device: torch.device, precision: str, permutation=None) -> float:
-    """Top-1 accuracy on a split (eval mode, no augmentation; ``permutation``: the run's
-    :class:`~companion.data.PixelPermutation`, or None); one host sync."""
+def predict(model, split, dataset: str, device: torch.device, precision: str, permutation=None) -> torch.Tensor:
+    """Predicted classes of every image of a split, on ``device`` (eval mode, no augmentation;
+    ``permutation``: the run's :class:`~companion.data.PixelPermutation`, or None); no host sync."""
     from companion.augment import normalize
 
     model.eval()
-    n = len(split.y)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for start in range(0, n, EVAL_BATCH):
+    out = []
+    for start in range(0, len(split.y), EVAL_BATCH):
         x = normalize(split.x[start:start + EVAL_BATCH], dataset)
         if permutation is not None:
             x = permutation(x)
         with autocast(device, precision):
-            logits = model(x)
-        correct += (logits.argmax(1) == split.y[start:start + EVAL_BATCH]).sum()
-    return correct.item() / n
+            out.append(model(x).argmax(1))
+    return torch.cat(out)
+
+
+def evaluate(model, split, dataset: str, device: torch.device, precision: str, permutation=None) -> float:
+    """Top-1 accuracy on a split (:func:`predict`); one host sync."""
+    return (predict(model, split, dataset, device, precision, permutation) == split.y).sum().item() / len(split.y)
 
 
 def training_inputs(x, augment, generator: torch.Generator, permutation=None) -> torch.Tensor:
@@ -227,6 +231,13 @@ def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lo
 
     config, writer = job.config, job.group.writer
     loop = _build(job, state)
+    recorder = None
+    if writer:  # the first layer's chosen units over time (companion.snapshots)
+        filters = first_layer_filters(loop.model)
+        recorder = Recorder(config.epochs, filters.shape[0], config.seed, state and state.get("snapshots"))
+        if state is None:
+            recorder.record(0, filters)
+        del filters
     start, metrics, wall_before, resumed_at = 0, [], 0.0, []
     if state is not None:
         start, metrics = state["epoch"], list(state["metrics"])
@@ -252,15 +263,17 @@ def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lo
                 continue
             row = epoch_metrics(loop, epoch, train_loss, train_acc, lr, sizes, t0)
             metrics.append(row)
+            if epoch in recorder.epochs:
+                recorder.record(epoch, first_layer_filters(loop.model))
             save_checkpoint(run_dir / results.CHECKPOINT, loop, epoch, metrics, resumed_at,
-                            wall_before + time.perf_counter() - session_start)
+                            wall_before + time.perf_counter() - session_start, recorder)
             results.append_jsonl(run_dir / results.METRICS, row)
             lock.heartbeat()
             line.epoch(epoch, row["images_per_s"])
     finally:
         line.close()
     if writer:
-        _finish(loop, run_dir, metrics, wall_before + time.perf_counter() - session_start, resumed_at)
+        _finish(loop, run_dir, metrics, wall_before + time.perf_counter() - session_start, resumed_at, recorder)
 
 
 @dataclass
@@ -375,26 +388,29 @@ def epoch_metrics(loop: _Loop, epoch: int, train_loss: float, train_acc: float, 
 
 
 def save_checkpoint(path: Path, loop: _Loop, epoch: int, metrics: list[dict], resumed_at: list[int],
-                    wall: float) -> None:
+                    wall: float, recorder: Recorder) -> None:
     """Everything needed to continue after ``epoch`` exactly."""
     results.write_checkpoint(path, {
         "run_id": loop.job.config.run_id(), "config": loop.job.config.to_dict(), "epoch": epoch,
         "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(),
         "scaler": loop.scaler.state_dict() if loop.scaler is not None else None,
-        "metrics": metrics, "resumed_at": resumed_at, "wall_time_s": wall,
+        "metrics": metrics, "resumed_at": resumed_at, "wall_time_s": wall, "snapshots": recorder.state(),
     })
 
 
-def _finish(loop: _Loop, run_dir: Path, metrics: list[dict], wall: float, resumed_at: list[int]) -> None:
+def _finish(loop: _Loop, run_dir: Path, metrics: list[dict], wall: float, resumed_at: list[int],
+            recorder: Recorder) -> None:
     """arrays.npz, then summary.json (last, atomically: the run's 'finished' marker)."""
-    first, filters, units = _save_arrays(loop, run_dir / results.ARRAYS)
+    first, filters, units = _save_arrays(loop, run_dir / results.ARRAYS, recorder)
     results.write_json(run_dir / results.SUMMARY, summary(loop, metrics, wall, resumed_at, first, filters, units))
 
 
-def _save_arrays(loop: _Loop, path: Path):
+def _save_arrays(loop: _Loop, path: Path, recorder: Recorder):
     """The first layer's filters (Figures 4, 7-9 draw filters "chosen randomly among all filters
-    with at least 20 non-zero values": FILTER_SAMPLE of them, seeded), non-zeros and locality."""
+    with at least 20 non-zero values": FILTER_SAMPLE of them, seeded), non-zeros and locality;
+    the recorded snapshots (:mod:`companion.snapshots`); the test-set predictions (uint8 classes,
+    for gains paired image by image)."""
     import numpy as np
 
     model = loop.model
@@ -407,12 +423,15 @@ def _save_arrays(loop: _Loop, path: Path):
         eligible = torch.arange(filters.shape[0])
     g = torch.Generator().manual_seed(loop.job.config.seed)
     units = eligible[torch.randperm(eligible.numel(), generator=g)[:FILTER_SAMPLE]].sort().values
+    job = loop.job
+    predicted = predict(model, loop.data.test, job.config.dataset, job.device, job.precision, loop.permutation)
     results.write_atomic(path, lambda f: np.savez_compressed(
         f, first_layer_name=np.array(first), filter_units=units.numpy(),
         filters=filters[units.to(filters.device)].cpu().to(torch.float16).numpy(),
         unit_nonzeros=unit_nonzeros.to(torch.int32).cpu().numpy(),
         locality_radius=scores["radius"].cpu().numpy(),
-        locality_window_mass=scores["window_mass"].cpu().numpy()))
+        locality_window_mass=scores["window_mass"].cpu().numpy(),
+        test_predictions=predicted.to(torch.uint8).cpu().numpy(), **recorder.arrays()))
     return first, filters, units
 
 
