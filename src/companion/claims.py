@@ -163,26 +163,58 @@ def seed_gain(seeds: pd.DataFrame, row: str, baseline: str) -> dict:
             "seeds": {r: int(by.loc[r, "n_seeds"]) for r in (row, baseline)}}
 
 
+def paired_gain(correct_row, correct_baseline) -> dict:
+    """Mean test-accuracy gain (pp) of a row over its baseline from their runs' per-image
+    correctness (runs × images, the same test images; :func:`companion.lengths.correct_matrix`),
+    with the paired standard error (issue 16; the rule written before the 480-epoch runs finished):
+    both rows are scored on the same images, so the test-sampling term is that of the per-image
+    difference d = (mean over the row's seeds of correct) − (the same for the baseline),
+    Var(d)/n, instead of p(1 − p)/n for each row; the seed spread sd²/k of each row is added as in
+    :func:`seed_gain`. ``se_unpaired``: :func:`seed_gain`'s s.e. from the same runs."""
+    import numpy as np
+
+    a, b = np.asarray(correct_row, dtype=float), np.asarray(correct_baseline, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"paired_gain needs runs × images matrices over the same images; got {a.shape} and {b.shape}")
+    n = a.shape[1]
+    acc_a, acc_b = 100 * a.mean(1), 100 * b.mean(1)
+    spread = sum(acc.var(ddof=1) / len(acc) if len(acc) > 1 else 0.0 for acc in (acc_a, acc_b))
+    d = 100 * (a.mean(0) - b.mean(0))
+    unpaired = sum(accuracy_se(acc.mean(), n) ** 2 for acc in (acc_a, acc_b))
+    return {"gain": float(acc_a.mean() - acc_b.mean()), "se": float((d.var(ddof=1) / n + spread) ** 0.5),
+            "se_unpaired": float((unpaired + spread) ** 0.5), "seeds": (len(acc_a), len(acc_b))}
+
+
 def _mean_sd(by, row: str) -> str:
     sd = by.loc[row, "test_acc_sd"]
     return f"{by.loc[row, 'test_acc_mean']:.2f}" + (f" ± {sd:.2f}" if sd == sd else "")
 
 
-def claim_lasso_beats_sgd(seeds: pd.DataFrame, paper_t2: dict, *, noise: float = NOISE_SE) -> dict:
+def claim_lasso_beats_sgd(seeds: pd.DataFrame, paper_t2: dict, *, noise: float = NOISE_SE,
+                          paired: dict | None = None) -> dict:
     """(b) Section 4.1, Table 2: S-FC trained with β-LASSO (the setting chosen on validation) has
     higher test accuracy than S-FC trained with SGD (its setting chosen on validation too). Holds
-    when the mean gain over seeds exceeds ``noise`` standard errors (:func:`seed_gain`).
-    ``paper_t2``: the paper's S-FC SGD and β-LASSO (β=50) accuracies, ``{"sgd", "lasso"}``."""
+    when the mean gain over seeds exceeds ``noise`` standard errors: the paired s.e. when the runs
+    stored their test predictions (``paired``: :func:`paired_gain`; the unpaired one shown beside
+    it), else :func:`seed_gain`'s. ``paper_t2``: the paper's S-FC SGD and β-LASSO (β=50)
+    accuracies, ``{"sgd", "lasso"}``."""
     sgd_row, best_row = run_label(S_FC_SGD), run_label(BEST_LASSO)
     g = seed_gain(seeds, best_row, sgd_row)
     by = seeds.set_index("row")
     k = g["seeds"][best_row]
+    if paired is None:
+        se_text = f"1 s.e. {g['se']:.2f} pp (test sampling and seed spread)"
+        se = g["se"]
+    else:
+        se_text = (f"1 s.e. {paired['se']:.2f} pp paired image by image ({paired['se_unpaired']:.2f} pp unpaired; "
+                   "both with the seed spread)")
+        se = paired["se"]
     return {"claim": "β-LASSO trains S-FC to a higher test accuracy than SGD (Section 4.1, Table 2)",
             "paper": f"S-FC SGD {number(paper_t2.get('sgd'))} %, β-LASSO (β=50) {number(paper_t2.get('lasso'))} %",
             "ours": f"S-FC test accuracy, mean ± sd over {k} seed{'s' if k > 1 else ''}: SGD {_mean_sd(by, sgd_row)} %, "
                     f"β-LASSO {_mean_sd(by, best_row)} % (both chosen on validation); gain {g['gain']:+.2f} pp, "
-                    f"1 s.e. {g['se']:.2f} pp (test sampling and seed spread); holds if the gain > {noise:g} s.e.",
-            "holds": bool(g["gain"] > noise * g["se"])}
+                    f"{se_text}; holds if the gain > {noise:g} s.e.",
+            "holds": bool(g["gain"] > noise * se)}
 
 
 #: (c): units with fewer non-zeros than this are reported apart (a filter of 1–4 weights is
@@ -376,7 +408,40 @@ def claims(p: Profile, root=None) -> pd.DataFrame:
         ("f", claim_fit_order(fit), short, [target]),
         ("g", claim_kernels(f5), short, f5["train_acc"]),
     ]
+    rows += longer_claims(p, root, paper_t2, data)
     return pd.DataFrame([{"id": key, **row, "scale": scale, **fit_caveat(train)} for key, row, scale, train in rows])
+
+
+def longer_claims(p: Profile, root, paper_t2: dict, data: str) -> list[tuple]:
+    """Claims (b) and (c) again at each of the profile's longer lengths (issue 16), by the same
+    rules, on the runs chosen on validation at that length (:mod:`companion.lengths`); (b) with
+    the paired standard error (:func:`paired_gain`). Rows ``(id, claim, scale, train accuracies)``."""
+    from companion import lengths, protocol
+    from companion.results import read_test_labels
+
+    if not p.longer_epochs:
+        return []
+    runs = lengths.length_runs(p, root)
+    per_run = lengths.length_frame(runs)
+    rows = []
+    for epochs in p.longer_epochs:
+        at = {(key, seed): run for (e, key, seed), run in runs.items() if e == epochs}
+        seeds = protocol.table2_seeds(per_run[per_run["epochs"] == epochs])
+        first = {key: run for (key, seed), run in at.items() if seed == p.seed}
+        labels = read_test_labels(root, first[BEST_LASSO].summary["dataset"])
+        paired = paired_gain(*(lengths.correct_matrix([r for (k, _), r in at.items() if k == key], labels)
+                               for key in (BEST_LASSO, S_FC_SGD)))
+        stats = {key: locality_stats(first[key].arrays()) for key in (S_FC_SGD, BEST_LASSO)}
+        null = null_comparison(protocol.null_frame(first[BEST_LASSO].arrays(), seed=p.seed))
+        s_fc = per_run[(per_run["epochs"] == epochs)
+                       & per_run["row"].isin([run_label(S_FC_SGD), run_label(BEST_LASSO)])]["train_acc"]
+        k = len(p.seeds)
+        scale = f"{data}, {epochs} ep."
+        rows.append((f"b, {epochs} ep.", claim_lasso_beats_sgd(seeds, paper_t2, paired=paired),
+                     f"{scale}, {k} seed{'s' if k > 1 else ''}", s_fc))
+        rows.append((f"c, {epochs} ep.", claim_local_filters(stats[BEST_LASSO], stats[S_FC_SGD],
+                                                             locality_references(), null), scale, s_fc))
+    return rows
 
 
 def permutation_summary(table: pd.DataFrame, runs: dict) -> pd.DataFrame:

@@ -25,6 +25,15 @@ that regime (:func:`companion.protocol.search_regime`): λ ∈ {1e-5, 3e-5, 1e-4
 λ_first = 3λ (Section 4.1: the convolution's layer gets a larger λ) puts the first layer's
 total shrink ½·η·λ_first·T at 1.6×, 4.7× and 16× its mean initial |w|, and β ∈ {0, 1, 10, 50}
 puts the threshold β·λ_first between 0 and 83 % of its largest initial |w|.
+
+Why 480 (and 960) epochs at cpu (issue 16): every 120-epoch run ends where its cosine schedule
+reaches zero, far from fitting (S-FC: 68 % training accuracy), so most claims read "underfit,
+not refuted". The central comparison (S-FC, β-LASSO against SGD) is therefore run again at
+``longer_epochs`` = 480 (37,440 steps; ≈ 40 min a run on one thread of this machine's CPU):
+the best two settings of each 120-epoch search, selected again on validation at 480, then the
+chosen setting of each with the three seeds, and S-LOCAL and S-CONV as references (one seed)
+(:mod:`companion.lengths`): about 10 runs, ≈ 7 h of one-thread training. ``trend_epochs`` =
+960 trains each chosen setting once more (one seed, ≈ 80 min each) to show where the trend goes.
 """
 
 from __future__ import annotations
@@ -61,6 +70,8 @@ class Profile:
     search_length: str = "short"  # "short" / "long": epochs of the λ/β and SGD searches
     sgd_grid: tuple = ()  # (momentum, weight decay) pairs searched for S-FC's SGD; () = fixed
     seeds: tuple = (0,)  # seeds of Table 2's chosen rows (RunKey SEED_ROWS): mean ± spread
+    longer_epochs: tuple = ()  # issue 16: the central comparison again at these lengths (companion.lengths)
+    trend_epochs: tuple = ()  # issue 16: the chosen settings of the longest longer length, one seed
     track_every: int = 1
     hardware: str = ""
     data_root: str | None = None
@@ -88,6 +99,7 @@ PROFILES = {
         scaling_alphas={"d-conv": (1, 2), "s-conv": (1, 2), "3-fc": (16, 64), "resnet18": (2,)},
         resnet_alpha=2, resnet_kernels=(3, 5), lambdas=(1e-4,), lam_first_factors=(1,),
         betas=(0.0, 1.0, 50.0), search_length="long", sgd_grid=((0.9, 5e-4), (0.0, 5e-4)), seeds=(0, 1),
+        longer_epochs=(4,), trend_epochs=(6,),
         hardware="any CPU, seconds",
     ),
     "cpu": Profile(
@@ -100,6 +112,7 @@ PROFILES = {
         resnet_alpha=4, resnet_kernels=(3, 5, 7, 9), lambdas=(1e-5, 3e-5, 1e-4),
         lam_first_factors=(3,), betas=(0.0, 1.0, 10.0, 50.0), track_every=4, search_length="long",
         sgd_grid=((0.9, 5e-4), (0.9, 2e-3), (0.9, 1e-4), (0.0, 2e-3)), seeds=(0, 1, 2),
+        longer_epochs=(480,), trend_epochs=(960,),
         hardware="2 CPU cores, fp32",
     ),
     "paper": Profile(

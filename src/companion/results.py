@@ -167,6 +167,36 @@ def load_checkpoint(path: Path, config: TrainConfig, device) -> dict:
     return state
 
 
+# --------------------------------------------------------------------------- test labels
+def test_labels_path(root: str | os.PathLike, fingerprint: dict) -> Path:
+    """Where a store keeps the test labels of one dataset (named by its content hash): the runs'
+    ``test_predictions`` are scored against them (paired comparisons, issue 16)."""
+    return Path(root) / f"test_labels.{fingerprint['dataset']}.{fingerprint['content_blake2b'][:12]}.npz"
+
+
+def write_test_labels(root: str | os.PathLike, fingerprint: dict, labels) -> Path:
+    """Save the test labels of the dataset ``fingerprint`` names (uint8), once per store."""
+    import numpy as np
+
+    path = test_labels_path(root, fingerprint)
+    if not path.exists():
+        values = np.asarray(labels).astype(np.uint8)
+        write_atomic(path, lambda f: np.savez_compressed(f, labels=values))
+    return path
+
+
+def read_test_labels(root: str | os.PathLike, fingerprint: dict):
+    """The test labels :func:`write_test_labels` saved for the dataset ``fingerprint`` names."""
+    import numpy as np
+
+    path = test_labels_path(root, fingerprint)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the test labels of {fingerprint['dataset']} that the runs' "
+                                "predictions are scored against; a finished run of the trainer writes it")
+    with np.load(path) as npz:
+        return npz["labels"]
+
+
 # --------------------------------------------------------------------------- queries
 def load_run(path: str | os.PathLike) -> Run:
     """Load the run in directory ``path`` (finished or not)."""

@@ -210,7 +210,7 @@ def stage2(p: Profile, root=None) -> list[TrainConfig]:
     """The runs listed from the finished searches and not in stage 1: Table 2's β-LASSO rows and
     chosen S-FC SGD row, their seeds, Figure 5's β-LASSO runs, their permuted copies (raises :class:`MissingRunsError`
     listing the search runs if a search is unfinished)."""
-    from companion import search
+    from companion import lengths, search
 
     choices = search.choices(p, root)
     t2 = table2_configs(p, choices)
@@ -218,14 +218,25 @@ def stage2(p: Profile, root=None) -> list[TrainConfig]:
     out = list(chosen.values()) + list(seed_configs(p, chosen).values())
     out += [c for c in figure5_configs(p, choices["best"]) if c.optimizer == "beta-lasso"]
     out += list(permutation_configs(chosen).values())
+    out += lengths.stage2_configs(p, root)
     first = {c.run_id() for c in stage1(p)}
     return [c for c in _unique(out) if c.run_id() not in first]
 
 
+def stage3(p: Profile, root=None) -> list[TrainConfig]:
+    """The runs listed from the finished candidates at the longer lengths (issue 16): each chosen
+    setting with every seed, and the trend lengths (:func:`companion.lengths.stage3_configs`)."""
+    from companion import lengths
+
+    done = {c.run_id() for c in stage1(p) + stage2(p, root)}
+    return [c for c in _unique(lengths.stage3_configs(p, root)) if c.run_id() not in done]
+
+
 def stages(p: Profile, root=None):
-    """Yield stage 1, then (computed when asked, so after stage 1 is trained) stage 2."""
+    """Yield stage 1, then (computed when asked, so after the stage before is trained) stages 2 and 3."""
     yield stage1(p)
     yield stage2(p, root)
+    yield stage3(p, root)
 
 
 # ------------------------------------------------------------------------------ the store
@@ -307,8 +318,9 @@ def _cli(args) -> int:
         configs = stage1(prof)
         try:
             configs += stage2(prof, root)
-        except MissingRunsError:
-            print("(stage 2, listed from the finished λ/β search, is not listed: the search is unfinished)")
+            configs += stage3(prof, root)
+        except MissingRunsError as exc:
+            print(f"(later stages are listed from finished runs and are not listed yet: {exc})")
         for c in configs:
             state = "finished" if find_run(c, root) else "missing"
             print(f"{c.run_id()}  {state:8s}  {c.model} α={c.alpha} {c.optimizer} {c.epochs} ep")

@@ -403,6 +403,7 @@ def _finish(loop: _Loop, run_dir: Path, metrics: list[dict], wall: float, resume
             recorder: Recorder) -> None:
     """arrays.npz, then summary.json (last, atomically: the run's 'finished' marker)."""
     first, filters, units = _save_arrays(loop, run_dir / results.ARRAYS, recorder)
+    results.write_test_labels(run_dir.parent, loop.data.fingerprint, loop.data.test.y.cpu().numpy())
     results.write_json(run_dir / results.SUMMARY, summary(loop, metrics, wall, resumed_at, first, filters, units))
 
 
