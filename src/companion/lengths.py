@@ -152,3 +152,28 @@ def correct_matrix(runs: list, labels) -> "np.ndarray":
             raise ValueError(f"run {run.run_id} stored no test predictions (trained before issue 16)")
         rows.append(np.asarray(a["test_predictions"]) == np.asarray(labels))
     return np.stack(rows)
+
+
+def all_configs(p: Profile, root=None) -> list[TrainConfig]:
+    """Every run of the training-length comparison, for planning (never trains): stages 2 and 3;
+    while runs they are listed from are unfinished, the first grid points stand in for the
+    candidates (:func:`companion.runs.placeholder_choices`) and the first candidate for the choice."""
+    from companion.runs import MissingRunsError, placeholder_choices
+
+    out = []
+    for epochs in p.longer_epochs:
+        try:
+            candidates = candidate_configs(p, epochs, root)
+        except MissingRunsError:
+            stand_in = placeholder_choices(p)
+            candidates = {"lasso": [beta_lasso(p, "s-fc", p.s_alpha, epochs, **stand_in["best"])],
+                          "sgd": [sgd(p, "s-fc", p.s_alpha, epochs, **(stand_in["sgd"] or {}))]}
+        try:
+            chosen = chosen_configs(p, epochs, root)
+        except MissingRunsError:
+            chosen = {m: cs[0] for m, cs in candidates.items()}
+        out += [c for cs in candidates.values() for c in cs] + list(reference_configs(p, epochs).values())
+        out += [c.replace(seed=s) for c in chosen.values() for s in p.seeds]
+        if epochs == max(p.longer_epochs):
+            out += [c.replace(epochs=e) for e in p.trend_epochs for c in chosen.values()]
+    return out

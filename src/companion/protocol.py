@@ -66,7 +66,8 @@ def search_regime(p: Profile) -> pd.DataFrame:
 
 def settling_curves(run) -> pd.DataFrame:
     """Per tracked epoch of ``run``: the learning rate relative to its first value, the first
-    layer's share of non-zero weights, its median locality radius and window mass, train accuracy."""
+    layer's share of non-zero weights, its median locality radius and window mass, train accuracy
+    and (on tracked epochs) test accuracy (%)."""
     m = run.metrics
     first = run.summary["first_layer"]["layer"]
     weights = run.summary["params"][first]
@@ -78,7 +79,8 @@ def settling_curves(run) -> pd.DataFrame:
                      "density": float(r[f"nonzeros.{first}"]) / weights,
                      "radius": radius[len(radius) // 2] if tracked else np.nan,
                      "window_mass": window[len(window) // 2] if tracked else np.nan,
-                     "train_acc": float(r["train_acc"]) * 100})
+                     "train_acc": float(r["train_acc"]) * 100,
+                     "test_acc": float(r["test_acc"]) * 100 if pd.notna(r["test_acc"]) else np.nan})
     return pd.DataFrame(rows)
 
 

@@ -357,7 +357,7 @@ def sgd_choice_of(p: Profile, point: tuple) -> dict:
 def chapter_configs(p: Profile, root=None) -> dict[str, list[TrainConfig]]:
     """The runs each chapter reads (by notebook name). β-LASSO rows come from the finished
     search, or from :func:`placeholder_choices` while it is unfinished (for planning only)."""
-    from companion import search
+    from companion import lengths, search
 
     try:
         choices = search.choices(p, root)
@@ -372,4 +372,6 @@ def chapter_configs(p: Profile, root=None) -> dict[str, list[TrainConfig]]:
         "04_table2": _unique(table2), "05_resnet_kernels": fig5, "06_sparsity": list(t2.values()),
         "07_filters": list(t2.values()), "08_mdl": list(t2.values()), "09_locality": list(t2.values()),
         "10_permutation": list(permutation_configs(t2).values()), "11_sparse_execution": list(t2.values()),
+        "13_training_length": _unique([c for (key, _), c in seed_configs(p, t2).items() if key in (S_FC_SGD, BEST_LASSO)]
+                                      + lengths.all_configs(p, root)),
     }
