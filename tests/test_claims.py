@@ -289,7 +289,8 @@ def test_chapter_helpers_on_the_committed_smoke_runs(monkeypatch):
     monkeypatch.setattr(training, "_run", no_training)
     p = profiles.get("smoke")
     claims = E.claims(p, root)
-    assert list(claims["id"]) == list("abcdefg") and claims["holds"].map(type).eq(bool).all()
+    longer = [f"{c}, {e} ep." for e in p.longer_epochs for c in "bc"]  # issue 16: (b), (c) at each longer length
+    assert list(claims["id"]) == list("abcdefg") + longer and claims["holds"].map(type).eq(bool).all()
     assert claims["scale"].str.startswith("smoke: synthetic, 512 training images").all()
     f5 = E.figure5_table(p, root)
     assert ((f5["conv_nonzeros"] <= f5["conv_weights"]) & (f5["conv_weights"] < f5["weights"])).all()

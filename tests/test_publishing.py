@@ -387,6 +387,10 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
     committed = set(tracked.stdout.split())
     p = profiles.get("cpu")
     configs = {c.run_id(): c for cs in runs.chapter_configs(p, root).values() for c in cs}
+    # the training-length chapter (issue 16) reads its longer runs as they finish and lists the
+    # rest as still training: those finished here must be committed, the others may be pending
+    longer = {i for i, c in configs.items() if c.epochs in p.longer_epochs + p.trend_epochs}
+    configs = {i: c for i, c in configs.items() if i not in longer or find_run(c, root) is not None}
     missing = [i for i in configs if f"results/cpu/{i}/summary.json" not in committed]
     assert not missing, f"chapters read runs that are not committed: {missing}"
     assert all(find_run(c, root) is not None for c in configs.values())

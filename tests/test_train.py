@@ -179,7 +179,8 @@ def test_finished_run_is_returned_without_retraining(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match="trained again"):
         train(config, root=tmp_path, progress=False, force=True)
     assert (first.path / results.SUMMARY).read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [config.run_id()]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [config.run_id(), results.test_labels_path(tmp_path, first.summary["dataset"]).name])
 
 
 def test_force_retrains_and_replaces(tmp_path):

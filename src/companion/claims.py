@@ -415,16 +415,18 @@ def claims(p: Profile, root=None) -> pd.DataFrame:
 def longer_claims(p: Profile, root, paper_t2: dict, data: str) -> list[tuple]:
     """Claims (b) and (c) again at each of the profile's longer lengths (issue 16), by the same
     rules, on the runs chosen on validation at that length (:mod:`companion.lengths`); (b) with
-    the paired standard error (:func:`paired_gain`). Rows ``(id, claim, scale, train accuracies)``."""
+    the paired standard error (:func:`paired_gain`). Rows ``(id, claim, scale, train accuracies)``;
+    a length whose chosen runs do not have every seed yet has no rows (no verdict before the runs)."""
     from companion import lengths, protocol
     from companion.results import read_test_labels
 
-    if not p.longer_epochs:
+    runs = lengths.length_runs(p, root, partial=True)
+    done = lengths.complete_lengths(p, runs)
+    if not done:
         return []
-    runs = lengths.length_runs(p, root)
     per_run = lengths.length_frame(runs)
     rows = []
-    for epochs in p.longer_epochs:
+    for epochs in done:
         at = {(key, seed): run for (e, key, seed), run in runs.items() if e == epochs}
         seeds = protocol.table2_seeds(per_run[per_run["epochs"] == epochs])
         first = {key: run for (key, seed), run in at.items() if seed == p.seed}

@@ -50,19 +50,24 @@ def candidate_configs(p: Profile, epochs: int, root=None) -> dict[str, list[Trai
 
 def candidate_frame(p: Profile, epochs: int, root=None) -> pd.DataFrame:
     """One row per candidate at ``epochs``: method, its settings, validation / test / train
-    accuracy (%) and whether it is the one chosen (best validation accuracy of its method)."""
+    accuracy (%, NaN while unfinished), and ``chosen`` (best validation accuracy of its method,
+    decided once all its candidates are finished)."""
+    from companion.results import find_run
+    from companion.runs import results_dir
+
+    folder = results_dir(p, root)
     rows = []
     for method, configs in candidate_configs(p, epochs, root).items():
-        runs = finished(p, configs, root)
-        vals = [r.summary["final_val_acc"] for r in runs]
-        best = vals.index(max(vals))
+        runs = [find_run(c, folder) for c in configs]
+        vals = [r.summary["final_val_acc"] if r else None for r in runs]
+        best = vals.index(max(vals)) if None not in vals else None
         for i, (c, r) in enumerate(zip(configs, runs)):
-            s = r.summary
+            s = r.summary if r else {}
             setting = (f"β={c.beta:g}, λ={c.lam:g}, λ_first={c.lam_first:g}" if c.optimizer == "beta-lasso"
                        else f"momentum {c.momentum:g}, weight decay {c.weight_decay:g}")
-            rows.append({"method": method, "setting": setting, "val_acc": 100 * s["final_val_acc"],
-                         "test_acc": 100 * s["final_test_acc"], "train_acc": 100 * s["final_train_acc"],
-                         "chosen": i == best, "run_id": r.run_id})
+            rows.append({"method": method, "setting": setting,
+                         **{f"{k}_acc": 100 * s[f"final_{k}_acc"] if r else float("nan") for k in ("val", "test", "train")},
+                         "chosen": "pending" if best is None else ("yes" if i == best else "no"), "run_id": c.run_id()})
     return pd.DataFrame(rows)
 
 
@@ -101,24 +106,68 @@ def stage3_configs(p: Profile, root=None) -> list[TrainConfig]:
     return out
 
 
-def length_runs(p: Profile, root=None) -> dict[tuple[int, object, int], object]:
+def planned_runs(p: Profile, root=None) -> dict[tuple[int, object, int], TrainConfig]:
+    """(epochs, Table 2 row key, seed) → config of every run the comparison reads at the longer
+    and trend lengths, as far as they can be listed: the choice at a length, and so its seeds and
+    the trend runs, is listed only once the candidates there are finished."""
+    from companion.runs import MissingRunsError
+
+    configs = {}
+    for epochs in p.longer_epochs:
+        configs.update({(epochs, key, p.seed): c for key, c in reference_configs(p, epochs).items()})
+        try:
+            chosen = chosen_configs(p, epochs, root)
+        except MissingRunsError:
+            continue
+        for method, c in chosen.items():
+            configs.update({(epochs, METHODS[method], s): c.replace(seed=s) for s in p.seeds})
+            if epochs == max(p.longer_epochs):
+                configs.update({(e, METHODS[method], p.seed): c.replace(epochs=e) for e in p.trend_epochs})
+    return configs
+
+
+def length_runs(p: Profile, root=None, *, partial: bool = False) -> dict[tuple[int, object, int], object]:
     """(epochs, Table 2 row key, seed) → finished Run for the central comparison at every length:
-    the long length's seed runs (Table 2), each longer length's chosen runs with their seeds and
-    references, the trend lengths' runs."""
+    the long length's seed runs (Table 2), and :func:`planned_runs`. ``partial=False``: every
+    planned run must be finished (else :class:`~companion.runs.MissingRunsError` lists them);
+    ``partial=True``: the finished ones (:func:`pending_runs` lists the rest)."""
     from companion.protocol import seed_runs
+    from companion.results import find_run
+    from companion.runs import results_dir
 
     out = {(p.epochs_long, key, seed): run for (key, seed), run in seed_runs(p, root).items()
            if key in METHODS.values()}
-    configs = {}
-    for epochs in p.longer_epochs:
-        for method, c in chosen_configs(p, epochs, root).items():
-            configs.update({(epochs, METHODS[method], s): c.replace(seed=s) for s in p.seeds})
-        configs.update({(epochs, key, p.seed): c for key, c in reference_configs(p, epochs).items()})
-    if p.trend_epochs and p.longer_epochs:
-        for method, c in chosen_configs(p, max(p.longer_epochs), root).items():
-            configs.update({(e, METHODS[method], p.seed): c.replace(epochs=e) for e in p.trend_epochs})
-    out.update(zip(configs, finished(p, list(configs.values()), root)))
+    planned = planned_runs(p, root)
+    if not partial:
+        out.update(zip(planned, finished(p, list(planned.values()), root)))
+        return out
+    folder = results_dir(p, root)
+    out.update({k: r for k, c in planned.items() if (r := find_run(c, folder)) is not None})
     return out
+
+
+def pending_runs(p: Profile, root=None) -> list[TrainConfig]:
+    """The runs of the comparison not finished yet: the listed ones (:func:`planned_runs`), and
+    while the candidates at a length are unfinished, their second candidates too (the choice,
+    its seeds and the trend runs are listed once the candidates are finished)."""
+    from companion.results import find_run
+    from companion.runs import results_dir
+
+    folder = results_dir(p, root)
+    listed = list(planned_runs(p, root).values())
+    listed += [c for epochs in p.longer_epochs for cs in candidate_configs(p, epochs, root).values() for c in cs]
+    seen, out = set(), []
+    for c in listed:
+        if c.run_id() not in seen and find_run(c, folder) is None:
+            seen.add(c.run_id())
+            out.append(c)
+    return out
+
+
+def complete_lengths(p: Profile, runs: dict) -> list[int]:
+    """The longer lengths at which both methods have every seed of the profile (a verdict needs them)."""
+    return [e for e in p.longer_epochs
+            if all((e, key, s) in runs for key in METHODS.values() for s in p.seeds)]
 
 
 def length_frame(runs: dict) -> pd.DataFrame:

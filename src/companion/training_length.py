@@ -199,3 +199,22 @@ def describe_snapshots(pair: dict) -> str:
     runs = ", ".join(f"{_title(m, r)} (run {r.run_id})" for m, r in pair.items())
     return (f"The runs shown: {runs}, {first.config.epochs} epochs, seed {first.config.seed}; "
             f"{len(epochs)} recorded epochs: {', '.join(map(str, epochs))}.")
+
+
+def describe_pending(p, pending: list, runs: dict) -> str:
+    """What of the comparison is still training: the lengths with a verdict, and the runs missing
+    (each with its run id) with the command that trains them; or that every run is finished."""
+    from companion.lengths import complete_lengths
+    from companion.progress import describe_run
+
+    done = complete_lengths(p, runs)
+    verdict = ("Verdicts at " + ", ".join(f"{e} epochs" for e in done) + " are in the summary chapter."
+               if done else "No longer length has its verdict yet.")
+    if not pending:
+        return f"Every run of this comparison is finished. {verdict}"
+    waiting = [e for e in p.longer_epochs if e not in done]
+    lines = "; ".join(describe_run(c) for c in pending)
+    return (f"{verdict} Still training ({len(pending)} run{'s' if len(pending) > 1 else ''} listed so far; the "
+            f"choice at a length, its seeds and the trend runs are listed once the candidates there are "
+            f"finished): {lines}. The verdict at {', '.join(f'{e}' for e in waiting)} epochs waits for them; "
+            f"`companion experiments --profile {p.name}` trains them.")
