@@ -163,7 +163,10 @@ _SETTINGS = {
              + f", {p.val_size:,} held out for validation (hyper-parameters picked on it, never on test)"),
     "epochs": ("epochs", "400 (Table 1's first column, Figures 2, 5, 6) and 4000 (Table 1's second "
                "column, Table 2, Figure 3)",
-               lambda p: f"{p.epochs_short} (short, in place of 400) and {p.epochs_long} (long, in place of 4000)"),
+               lambda p: f"{p.epochs_short} (short, in place of 400) and {p.epochs_long} (long, in place of 4000)"
+               + (f"; S-FC's SGD against β-LASSO also at {listing(p.longer_epochs)} (selected and seeded there)"
+                  if p.longer_epochs else "")
+               + (f" and, one seed, {listing(p.trend_epochs)}" if p.trend_epochs else "")),
     "batch": ("batch size", f"{paper.BATCH_SIZE}", lambda p: f"{p.batch_size}"),
     "augment": ("augmentation", "Fast AutoAugment policies (Lim et al., 2019)", lambda p: p.augment),
     "lr": ("learning rate", f"{paper.LR:g}, cosine annealing",

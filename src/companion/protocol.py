@@ -146,7 +146,8 @@ def seed_frame(runs: dict) -> pd.DataFrame:
 def table2_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     """:func:`seed_frame` summarised per row: ``n_seeds``, and the mean and sample standard
     deviation (``_sd``, NaN for one seed) of every measured column."""
-    columns = ["train_acc", "val_acc", "test_acc", "gap", "first_density", "radius", "window_mass"]
+    columns = [c for c in ["train_acc", "val_acc", "test_acc", "gap", "first_density", "radius", "window_mass",
+                           "null_ratio"] if c in per_seed]
     g = per_seed.groupby("row", sort=False)
     out = g[columns].mean().add_suffix("_mean").join(g[columns].std(ddof=1).add_suffix("_sd"))
     out.insert(0, "n_seeds", g.size())

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from companion.captions import run_label
 from companion.checks import require_columns
-from companion.lengths import METHODS
+from companion.lengths import METHODS, REFERENCES
 from companion.plots_weights import filter_rgb
 from companion.protocol import settling_curves
 from companion.snapshots import decode
@@ -80,6 +80,23 @@ def curves_figure(curves: pd.DataFrame) -> Figure:
     return fig
 
 
+def with_null_ratio(per_run: pd.DataFrame, runs: dict, seed: int) -> pd.DataFrame:
+    """:func:`companion.lengths.length_frame` with ``null_ratio`` for every S-FC run: the median
+    locality radius of its first-layer units with ≥ :data:`companion.claims.NULL_MIN_NONZEROS`
+    non-zeros over that of the same counts placed at random (claim (c)'s null; 1 = no locality
+    beyond sparsity). NaN for the other rows."""
+    from companion.claims import null_comparison
+    from companion.protocol import null_frame
+
+    ratios = {}
+    for (epochs, key, s), run in runs.items():
+        if key in METHODS.values():
+            n = null_comparison(null_frame(run.arrays(), seed=seed))
+            ratios[(epochs, run_label(key), s)] = n["median_radius"] / n["null_median_radius"]
+    return per_run.assign(null_ratio=[ratios.get(k, float("nan"))
+                                      for k in zip(per_run["epochs"], per_run["row"], per_run["seed"])])
+
+
 def length_summary(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`companion.lengths.length_table` formatted: per length and row, test accuracy
     (mean ± sd, seeds), train accuracy, gap, first-layer density and median radius."""
@@ -89,12 +106,31 @@ def length_summary(table: pd.DataFrame) -> pd.DataFrame:
     def pm(mean, sd):
         return f"{mean:.2f}" + (f" ± {sd:.2f}" if sd == sd else "")
 
+    order = [run_label(k) for k in (METHODS["sgd"], METHODS["lasso"], *REFERENCES)]
+    table = table.assign(_order=table["row"].map(order.index)).sort_values(["epochs", "_order"])
+
     return pd.DataFrame({
         "epochs": table["epochs"], "row": table["row"], "seeds": table["n_seeds"],
         "test (%)": [pm(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_sd"])],
         "train (%)": table["train_acc_mean"].map("{:.1f}".format), "gap (pp)": table["gap_mean"].map("{:.1f}".format),
         "first-layer density": table["first_density_mean"].map(lambda v: f"{100 * v:.2f} %"),
         "median radius (px)": table["radius_mean"].map("{:.2f}".format),
+        **({"radius ÷ null (≥ 5 non-zeros)": table["null_ratio_mean"].map(lambda v: "–" if v != v else f"{v:.2f}")}
+           if "null_ratio_mean" in table else {}),
+    })
+
+
+def candidates_table(candidates: pd.DataFrame) -> pd.DataFrame:
+    """:func:`companion.lengths.candidate_frame` formatted (accuracies in %, "…" while training)."""
+    require_columns(candidates, ["method", "setting", "val_acc", "test_acc", "train_acc", "chosen"], "the candidates")
+
+    def pct(v):
+        return "training" if v != v else f"{v:.2f}"
+
+    return pd.DataFrame({
+        "method": candidates["method"].map({"lasso": "β-LASSO", "sgd": "SGD"}), "setting": candidates["setting"],
+        "validation (%)": candidates["val_acc"].map(pct), "test (%)": candidates["test_acc"].map(pct),
+        "train (%)": candidates["train_acc"].map(pct), "chosen": candidates["chosen"],
     })
 
 
