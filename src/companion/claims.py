@@ -165,7 +165,7 @@ def seed_gain(seeds: pd.DataFrame, row: str, baseline: str) -> dict:
 
 def paired_gain(correct_row, correct_baseline) -> dict:
     """Mean test-accuracy gain (pp) of a row over its baseline from their runs' per-image
-    correctness (runs × images, the same test images; :func:`companion.lengths.correct_matrix`),
+    correctness (runs × images, the same test images; :func:`companion.length_tables.correct_matrix`),
     with the paired standard error (issue 16; the rule written before the 480-epoch runs finished):
     both rows are scored on the same images, so the test-sampling term is that of the per-image
     difference d = (mean over the row's seeds of correct) − (the same for the baseline),
@@ -417,21 +417,21 @@ def longer_claims(p: Profile, root, paper_t2: dict, data: str) -> list[tuple]:
     rules, on the runs chosen on validation at that length (:mod:`companion.lengths`); (b) with
     the paired standard error (:func:`paired_gain`). Rows ``(id, claim, scale, train accuracies)``;
     a length whose chosen runs do not have every seed yet has no rows (no verdict before the runs)."""
-    from companion import lengths, protocol
+    from companion import length_tables, lengths, protocol
     from companion.results import read_test_labels
 
-    runs = lengths.length_runs(p, root, partial=True)
+    runs = length_tables.length_runs(p, root, partial=True)
     done = lengths.complete_lengths(p, runs)
     if not done:
         return []
-    per_run = lengths.length_frame(runs)
+    per_run = length_tables.length_frame(runs)
     rows = []
     for epochs in done:
         at = {(key, seed): run for (e, key, seed), run in runs.items() if e == epochs}
         seeds = protocol.table2_seeds(per_run[per_run["epochs"] == epochs])
         first = {key: run for (key, seed), run in at.items() if seed == p.seed}
         labels = read_test_labels(root, first[BEST_LASSO].summary["dataset"])
-        paired = paired_gain(*(lengths.correct_matrix([r for (k, _), r in at.items() if k == key], labels)
+        paired = paired_gain(*(length_tables.correct_matrix([r for (k, _), r in at.items() if k == key], labels)
                                for key in (BEST_LASSO, S_FC_SGD)))
         stats = {key: locality_stats(first[key].arrays()) for key in (S_FC_SGD, BEST_LASSO)}
         null = null_comparison(protocol.null_frame(first[BEST_LASSO].arrays(), seed=p.seed))

@@ -39,7 +39,7 @@ def _method(key) -> str:
 
 
 def length_curves(runs: dict) -> pd.DataFrame:
-    """Per tracked epoch of every S-FC run of :func:`companion.lengths.length_runs`:
+    """Per tracked epoch of every S-FC run of :func:`companion.length_tables.length_runs`:
     ``length`` (epochs of the run), ``method``, ``seed`` and :func:`companion.protocol.settling_curves`'s columns."""
     frames = []
     for (epochs, key, seed), run in runs.items():
@@ -81,7 +81,7 @@ def curves_figure(curves: pd.DataFrame) -> Figure:
 
 
 def with_null_ratio(per_run: pd.DataFrame, runs: dict, seed: int) -> pd.DataFrame:
-    """:func:`companion.lengths.length_frame` with ``null_ratio`` for every S-FC run: the median
+    """:func:`companion.length_tables.length_frame` with ``null_ratio`` for every S-FC run: the median
     locality radius of its first-layer units with ≥ :data:`companion.claims.NULL_MIN_NONZEROS`
     non-zeros over that of the same counts placed at random (claim (c)'s null; 1 = no locality
     beyond sparsity). NaN for the other rows."""
@@ -98,7 +98,7 @@ def with_null_ratio(per_run: pd.DataFrame, runs: dict, seed: int) -> pd.DataFram
 
 
 def length_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`companion.lengths.length_table` formatted: per length and row, test accuracy
+    """:func:`companion.length_tables.length_table` formatted: per length and row, test accuracy
     (mean ± sd, seeds), train accuracy, gap, first-layer density and median radius."""
     require_columns(table, ["epochs", "row", "n_seeds", "test_acc_mean", "test_acc_sd", "train_acc_mean", "gap_mean",
                             "first_density_mean", "radius_mean"], "the length table")
@@ -121,7 +121,7 @@ def length_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def candidates_table(candidates: pd.DataFrame) -> pd.DataFrame:
-    """:func:`companion.lengths.candidate_frame` formatted (accuracies in %, "…" while training)."""
+    """:func:`companion.length_tables.candidate_frame` formatted (accuracies in %, "…" while training)."""
     require_columns(candidates, ["method", "setting", "val_acc", "test_acc", "train_acc", "chosen"], "the candidates")
 
     def pct(v):
