@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from companion import experiments as E
-from companion import paper, profiles, protocol
+from companion import paper
+from companion.book import protocol
+from companion.experiments import profiles
 
 
 def table1_frame(ours: dict[str, tuple[float, float]]) -> pd.DataFrame:
@@ -137,7 +139,7 @@ def test_local_filters_claim():
 
 
 def test_null_comparison_tells_local_filters_from_random_placement():
-    from companion.analysis import locality
+    from companion.nn.analysis import locality
 
     rng = np.random.default_rng(0)
     filters = np.zeros((60, 3, 32, 32), dtype=np.float32)
@@ -277,7 +279,7 @@ def test_chapter_helpers_on_the_committed_smoke_runs(monkeypatch):
     read them without training anything."""
     from pathlib import Path
 
-    from companion import training
+    from companion.train import loop as training
 
     root = Path(__file__).resolve().parents[1] / "results" / "smoke"
     if not root.is_dir():

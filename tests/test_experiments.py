@@ -2,8 +2,10 @@
 
 import pytest
 
-from companion import captions, experiments, profiles, runs, search
-from companion.params import count_params
+from companion import experiments
+from companion.book import captions
+from companion.experiments import profiles, runs, search
+from companion.nn.params import count_params
 
 
 def test_profiles_are_defined_once_and_validated():
@@ -50,7 +52,7 @@ def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeyp
     top = found.sort_values(["val_acc", "lam"], ascending=[False, True]).iloc[0]
     assert best["beta"] == top["beta"]  # chosen by validation accuracy, not test
     # everything is cached now: a second call trains nothing
-    from companion import training
+    from companion.train import loop as training
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was retrained")
@@ -89,7 +91,7 @@ def test_fewest_params_to_fit():
 def test_experiments_fan_out_checks_options_before_any_stage(tmp_path):
     import pytest
 
-    from companion import profiles, runs
+    from companion.experiments import profiles, runs
 
     with pytest.raises(ValueError, match="time"):
         runs.train_missing(profiles.get("smoke"), tmp_path, executor="slurm", time="abc")
@@ -97,7 +99,7 @@ def test_experiments_fan_out_checks_options_before_any_stage(tmp_path):
 
 
 def test_experiments_executor_with_every_run_finished_submits_nothing():
-    from companion import profiles, runs
+    from companion.experiments import profiles, runs
 
     p = profiles.get("smoke")
     before = {c.run_id() for c in runs.stage1(p)}

@@ -1,4 +1,4 @@
-"""Tests for companion.launch: one job per unfinished run (serial, submitit local, SLURM), run
+"""Tests for companion.train.launch: one job per unfinished run (serial, submitit local, SLURM), run
 states, and the `companion sweep --executor/--status` command line. CPU only; no SLURM needed."""
 
 import json
@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import submitit
 
-from companion import launch, results
+from companion.store import results
+from companion.train import launch
 from companion.cli import main
 from companion.config import TrainConfig
 
@@ -112,7 +113,7 @@ def test_held_runs_are_skipped_and_reported(tmp_path, monkeypatch, capsys):
     def locked_train(config, **kwargs):
         raise RunLocked("held")
 
-    monkeypatch.setattr("companion.training.train", locked_train)
+    monkeypatch.setattr("companion.train.loop.train", locked_train)
     report = launch.train_missing([held, free], tmp_path, progress=False)
     assert list(report.locked) == [held.run_id()] and report.already_finished == [free.run_id()]
 

@@ -2,11 +2,12 @@
 
 import nbformat
 
-from companion import plan, profiles, runs
+from companion.book import plan
+from companion.experiments import profiles, runs
 from companion.config import TrainConfig
-from companion.cost import Throughput
-from companion.reproduce import dry_run
-from companion.training import train
+from companion.experiments.cost import Throughput
+from companion.book.reproduce import dry_run
+from companion.train.loop import train
 
 
 def test_chapter_plan_counts_finished_and_missing(tmp_path):

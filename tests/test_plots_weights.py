@@ -11,9 +11,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from companion import analysis, experiments as E, plots_weights as W
-from companion.data import permute, pixel_order
-from companion.runs import BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, lasso_key
+from companion import experiments as E
+from companion.book import weight_figures as W
+from companion.nn import analysis
+from companion.data.permutation import permute, pixel_order, unpermute_filters
+from companion.experiments.runs import BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, lasso_key
 
 BEST = BEST_LASSO
 
@@ -21,7 +23,7 @@ BEST = BEST_LASSO
 # ------------------------------------------------------------------ constructed runs
 @dataclass
 class FakeRun:
-    """What the chapter helpers read from a :class:`companion.results.Run`."""
+    """What the chapter helpers read from a :class:`companion.store.results.Run`."""
 
     run_id: str
     config: SimpleNamespace
@@ -79,15 +81,15 @@ def test_unpermute_restores_a_local_filter_and_keeps_responses():
     local[0, :, 4:7, 10:13] = torch.arange(27, dtype=torch.float32).reshape(3, 3, 3) - 13
     local[1, 2, 20, 20] = 1.0
     seen = permute(local, 5)  # the filter a network trained on permuted images needs for the same response
-    back = analysis.unpermute_filters(seen, 5)
+    back = unpermute_filters(seen, 5)
     torch.testing.assert_close(back, local)
     x = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(permute(x, 5).flatten(1) @ seen.flatten(1).T, x.flatten(1) @ local.flatten(1).T)
     # local on the image grid, spread all over the permuted grid
     assert analysis.locality(back)["radius"][0] < 1.5 < 8 < analysis.locality(seen)["radius"][0]
-    np.testing.assert_array_equal(analysis.unpermute_filters(seen.numpy(), 5).numpy(), local.numpy())
+    np.testing.assert_array_equal(unpermute_filters(seen.numpy(), 5).numpy(), local.numpy())
     with pytest.raises(ValueError, match="units × C × H × W"):
-        analysis.unpermute_filters(torch.zeros(3, 32, 32), 5)
+        unpermute_filters(torch.zeros(3, 32, 32), 5)
 
 
 def test_rank_correlation_known_values():
@@ -196,7 +198,7 @@ def test_embedded_nonzeros_counts_the_fc_embedding(name):
     """Theorem 2's ‖w‖₀ of the first layer: the non-zeros of the same layer written as FC,
     also when some weights are zero (a convolution's weight then drops at every position)."""
     from companion import build_model
-    from companion.embedding import embed
+    from companion.nn.embedding import embed
 
     torch.manual_seed(0)
     model = build_model(name, 2)

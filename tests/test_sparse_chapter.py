@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from companion import experiments as E, plots_sparse
+from companion import experiments as E
+from companion.book import sparse_figures as plots_sparse
 
 ROWS = ["S-FC, SGD", "S-FC, β-LASSO (β=1; best on validation)"]
 
@@ -102,7 +103,7 @@ def test_describe_machine_names_threads_and_batch():
 
 
 def test_sparse_execution_refuses_a_bad_batch_before_any_work(tmp_path):
-    from companion import profiles
+    from companion.experiments import profiles
 
     with pytest.raises(ValueError, match="batch must be an integer >= 1"):
         E.sparse_execution(profiles.get("smoke"), tmp_path, batch=0)
@@ -115,9 +116,10 @@ def _run(path, first_density: float, *, weights: bool):
     layer; with ``weights``, its compact weights (that density, exactly) stored beside it."""
     import torch
 
-    from companion import artifacts, build_model
+    from companion import build_model
+    from companion.store import artifacts
     from companion.config import TrainConfig
-    from companion.results import Run
+    from companion.store.results import Run
 
     torch.manual_seed(1)
     model = build_model("s-fc", 1, num_classes=10).eval()
@@ -135,8 +137,8 @@ def _run(path, first_density: float, *, weights: bool):
 
 
 def test_sparse_execution_reads_stored_weights_and_stands_in_only_for_dense_runs(tmp_path):
-    from companion import profiles
-    from companion.runs import S_FC_SGD, lasso_key
+    from companion.experiments import profiles
+    from companion.experiments.runs import S_FC_SGD, lasso_key
 
     runs = {lasso_key(50): _run(tmp_path / "sparse", 0.02, weights=True),
             S_FC_SGD: _run(tmp_path / "dense", 1.0, weights=False)}
@@ -155,8 +157,8 @@ def test_sparse_execution_reads_stored_weights_and_stands_in_only_for_dense_runs
 
 
 def test_sparse_execution_refuses_to_stand_in_for_a_sparse_run(tmp_path):
-    from companion import profiles
-    from companion.runs import lasso_key
+    from companion.experiments import profiles
+    from companion.experiments.runs import lasso_key
 
     runs = {lasso_key(50): _run(tmp_path / "sparse", 0.02, weights=False)}
     with pytest.raises(FileNotFoundError, match="no untrained network can stand in.*companion weights --profile smoke"):
