@@ -14,7 +14,6 @@ import random
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from companion.data.fast_autoaugment import CUTOUT_FILL
-from companion.data import fast_autoaugment
 
 ENHANCE = {
     "Contrast": ImageEnhance.Contrast,

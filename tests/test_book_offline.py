@@ -112,7 +112,7 @@ def _smoke_store_with_compact_weights(results: Path) -> list:
     ``weights.npz`` and no checkpoint; returns those runs."""
     from companion.experiments import profiles
     from companion.store import artifacts
-    from companion.book.weights import sparse_runs
+    from companion.book.weight_tables import sparse_runs
     from companion.train.loop import train
 
     p = profiles.get("smoke")

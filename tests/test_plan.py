@@ -2,7 +2,7 @@
 
 import nbformat
 
-from companion.book import plan
+from companion.book import chapters, plan
 from companion.experiments import profiles, runs
 from companion.config import TrainConfig
 from companion.experiments.cost import Throughput
@@ -27,7 +27,7 @@ def test_paper_dry_run_lists_every_chapter_without_training(tmp_path, monkeypatc
     monkeypatch.setenv("COMPANION_RESULTS", str(tmp_path))
     text = dry_run("paper")
     p = profiles.get("paper")
-    for chapter in runs.chapter_configs(p, tmp_path / "paper"):
+    for chapter in chapters.chapter_configs(p, tmp_path / "paper"):
         assert chapter in text
     assert "GPU-h" in text and "lower bound" in text
     assert not any(tmp_path.iterdir())  # planning trains nothing

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from companion import paper
 from companion.book import figures as plots
-from companion.experiments import TABLE1_MODELS
+from companion.experiments.runs import TABLE1_MODELS
 
 LABELS = dict(short_label="ours, 8 ep.", long_label="ours, 24 ep.",
               paper_short_label="paper, 400 ep., CIFAR-10", paper_long_label="paper, 4000 ep., CIFAR-10")

@@ -376,9 +376,10 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
     weights committed (issue 10)."""
     import subprocess
 
-    from companion.experiments import profiles, runs
+    from companion.book import chapters
+    from companion.experiments import profiles
     from companion.store.results import find_run
-    from companion.book.weights import sparse_runs, weights_needed
+    from companion.book.weight_tables import sparse_runs, weights_needed
 
     root = ROOT / "results" / "cpu"
     tracked = subprocess.run(["git", "ls-files", "results/cpu"], cwd=ROOT, capture_output=True, text=True)
@@ -386,7 +387,7 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
         pytest.skip("not a git checkout with committed cpu results")
     committed = set(tracked.stdout.split())
     p = profiles.get("cpu")
-    configs = {c.run_id(): c for cs in runs.chapter_configs(p, root).values() for c in cs}
+    configs = {c.run_id(): c for cs in chapters.chapter_configs(p, root).values() for c in cs}
     missing = [i for i in configs if f"results/cpu/{i}/summary.json" not in committed]
     assert not missing, f"chapters read runs that are not committed: {missing}"
     assert all(find_run(c, root) is not None for c in configs.values())

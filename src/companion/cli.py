@@ -16,8 +16,8 @@ COMMANDS = {
     "train": "companion.train.cli",
     "sweep": "companion.experiments.sweep",
     "reproduce": "companion.book.reproduce",
-    "experiments": "companion.experiments.runs",
-    "weights": "companion.store.artifacts",
+    "experiments": "companion.experiments.stages",
+    "weights": "companion.book.export",
 }
 
 

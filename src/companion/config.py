@@ -28,6 +28,11 @@ import operator
 from dataclasses import dataclass, fields
 from typing import Any
 
+from companion.checks import check_int, check_number
+from companion.data.augment import AUGMENTATIONS
+from companion.data.files import DATASETS
+from companion.nn.models import MODEL_NAMES, check_model_args
+
 #: optimizers: SGD (torch.optim.SGD) or β-LASSO (Algorithm 1)
 OPTIMIZERS = ("sgd", "beta-lasso")
 #: numeric precision; "auto" = fp16 AMP on CUDA (batch-norm kept fp32 by autocast, Appendix A), fp32 on CPU
@@ -93,10 +98,6 @@ class TrainConfig:
     # ----------------------------------------------------------------------------- validation
     def validate(self) -> "TrainConfig":
         """Raise one ValueError naming the first bad field and what is accepted; return self."""
-        from companion.data.augment import AUGMENTATIONS
-        from companion.checks import check_int, check_number
-        from companion.data.files import DATASETS
-        from companion.nn.models import MODEL_NAMES, check_model_args
 
         def choice(name, accepted):
             value = getattr(self, name)

@@ -1,79 +1,27 @@
-"""All the book's prose and labels: the label of a run (:func:`run_label`, from its
-:class:`~companion.experiments.runs.RunKey`) and of a network (:func:`model_label`), the one number formatter
-(:func:`number`; :func:`sci` writes λ as the paper does), the settings of a profile beside
-Appendix A.2's, and the sentences of chapters 00, 02–05 (chapters 06–11:
-:mod:`companion.book.weight_captions`). Only sentences: the numbers come from
+"""The book's prose for the accuracy chapters: the settings of a profile beside Appendix A.2's,
+and the sentences of chapters 00, 02–05 (chapters 06–11: :mod:`companion.book.weight_captions`;
+labels and number formats: :mod:`companion.book.labels`). Only sentences: the numbers come from
 :mod:`companion.book.tables` and the verdicts from :mod:`companion.book.claims`."""
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from companion import paper
+from companion.book.claims import NULL_MIN_NONZEROS
+from companion.book.summary import FIT_TRAIN_ACC
+from companion.book.labels import DATASET_LABELS, listing, model_label, run_label, sci
+from companion.book.protocol import DENSITY_TOLERANCE, RADIUS_TOLERANCE, steps
 from companion.checks import require_columns
 from companion.config import TrainConfig
-from companion.nn.params import alpha_for_budget
 from companion.experiments.profiles import Profile
-
-DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "synthetic": "synthetic"}
-OPTIMIZER_LABELS = {"sgd": "SGD", "beta-lasso": "β-LASSO"}
-
-
-def model_label(name: str) -> str:
-    """``s-conv`` → ``S-CONV``, ``resnet18`` → ``ResNet18`` (the paper's spelling)."""
-    return "ResNet18" if name == "resnet18" else name.upper()
-
-
-def run_label(key, *, with_model: bool = True) -> str:
-    """A table row's label from its :class:`~companion.experiments.runs.RunKey`: ``S-FC, SGD``,
-    ``S-FC, β-LASSO (β=1)``, ``S-FC, β-LASSO (best β on validation)``, ``S-FC, β-LASSO (β=50;
-    best on validation)``; without ``S-FC, `` when not ``with_model``."""
-    how = {None: "", "beta": f" (β={key.beta:g})" if key.beta is not None else "",
-           "best": " (best β on validation)",
-           "beta+best": f" (β={key.beta:g}; best on validation)" if key.beta is not None else ""}
-    if key.chosen not in how:
-        raise ValueError(f"unknown RunKey.chosen {key.chosen!r}; accepted: None, 'beta', 'best', 'beta+best'")
-    text = OPTIMIZER_LABELS[key.optimizer] + how[key.chosen]
-    return f"{model_label(key.model)}, {text}" if with_model else text
-
-
-def reference_dataset(p: Profile) -> str:
-    """The dataset whose paper numbers sit beside ours: the profile's, CIFAR-10 for synthetic data."""
-    return "cifar10" if p.dataset == "synthetic" else p.dataset
-
-
-def paper_label(p: Profile, epochs: int | None = None) -> str:
-    """Label of a column of the paper's numbers, e.g. ``paper, 400 ep., CIFAR-10``."""
-    ep = f", {epochs} ep." if epochs else ""
-    return f"paper{ep}, {DATASET_LABELS[reference_dataset(p)]}"
-
-
-def number(value, digits: int = 2, sign: bool = False) -> str:
-    """A number to ``digits`` decimals (with its sign if ``sign``); None / NaN as an em dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
-        return "—"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def sci(value: float) -> str:
-    """1e-05 → 1·10⁻⁵ (the paper's way of writing λ)."""
-    if value == 0:
-        return "0"
-    mantissa, exponent = f"{value:.0e}".split("e")
-    sup = str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
-    return f"10{sup}" if mantissa == "1" else f"{mantissa}·10{sup}"
-
-
-def listing(values) -> str:
-    """``1, 2.5, 3``: integers as written, floats in their shortest form."""
-    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+from companion.experiments.runs import BEST_LASSO, search_epochs
+from companion.nn.params import alpha_for_budget
+from companion.store.results import find_run
 
 
 def first_summary(configs, root) -> dict:
     """The summary of the first finished run among ``configs`` (they share the data split)."""
-    from companion.store.results import find_run
 
     for config in configs:
         run = find_run(config, root)
@@ -139,8 +87,6 @@ def describe_setting(p: Profile, root, configs) -> str:
 
 def describe_steps(p: Profile) -> str:
     """T of one search run spelled out: epochs × steps per epoch (batches of the training images)."""
-    from companion.book.protocol import steps
-    from companion.experiments.runs import search_epochs
 
     n = search_epochs(p)
     return f"{n} epochs × {steps(p, 1):,} batches of {p.batch_size} = {steps(p, n):,} steps"
@@ -148,7 +94,6 @@ def describe_steps(p: Profile) -> str:
 
 def search_length(p: Profile) -> str:
     """How long the search runs train: 'the full (long) training (120 epochs)' or the short one."""
-    from companion.experiments.runs import search_epochs
 
     n = search_epochs(p)
     which = "the full (long) training" if p.search_length == "long" else "the short training"
@@ -224,23 +169,9 @@ def describe_observations(observations: pd.DataFrame) -> str:
     return text
 
 
-def describe_fit(fit: pd.DataFrame) -> str:
-    """A sentence on Figure 2 (right): the families ordered by parameters needed and by test accuracy."""
-    require_columns(fit, ["model", "min_params", "best_test_acc"], "the fewest-params frame")
-    by_params = [model_label(m) for m in fit.sort_values("min_params")["model"]]
-    by_test = [model_label(m) for m in fit.sort_values("best_test_acc", ascending=False)["model"]]
-    from companion.book.claims import orders_agree
-
-    verdict = ("the two orders agree, as in the paper" if orders_agree(fit)
-               else "the two orders do not agree here (the paper finds they do)")
-    return (f"Fewest parameters to reach the target first: {', '.join(by_params)}; highest best test "
-            f"accuracy first: {', '.join(by_test)}; {verdict}.")
-
-
 def describe_lasso_choice(t2: pd.DataFrame) -> str:
     """The (β, λ, λ_first) Table 2's best-β row uses, and how it was chosen."""
     require_columns(t2, ["row", "beta", "lam", "lam_first", "val_acc"], "the Table 2 frame")
-    from companion.experiments.runs import BEST_LASSO
 
     best = t2[t2["row"] == run_label(BEST_LASSO)]
     if best.empty:
@@ -251,21 +182,9 @@ def describe_lasso_choice(t2: pd.DataFrame) -> str:
             "was not used to choose")
 
 
-def describe_figure5(f5: pd.DataFrame) -> str:
-    """A sentence on Figure 5: at how many kernel sizes β-LASSO beats SGD, and by how much."""
-    from companion.book.claims import lasso_gains
-
-    gains = lasso_gains(f5)
-    wins = int((gains["gain"] > 0).sum())
-    each = ", ".join(f"{k}×{k}: {g:+.2f} pp" for k, g in zip(gains["kernel_size"], gains["gain"]))
-    return (f"β-LASSO's test accuracy is above SGD's at {wins} of {len(gains)} kernel sizes "
-            f"(β-LASSO − SGD: {each}).")
-
-
 def describe_claims(claims_df: pd.DataFrame, p: Profile) -> str:
     """How many claims hold at this profile and, for each that does not, whether the networks it
     reads fit their training set (if they do not, "no" at this scale is not a refutation)."""
-    from companion.book.claims import FIT_TRAIN_ACC
 
     require_columns(claims_df, ["id", "holds", "underfit", "train_min", "train_max"], "the claims frame")
     held = claims_df.loc[claims_df["holds"], "id"].tolist()
@@ -290,7 +209,6 @@ def describe_claims(claims_df: pd.DataFrame, p: Profile) -> str:
 def describe_settling(settled: dict, label: str) -> str:
     """A sentence on :func:`companion.book.protocol.settled`: when the first layer of ``label`` stopped
     changing and how much of the learning rate was left then."""
-    from companion.book.protocol import DENSITY_TOLERANCE, RADIUS_TOLERANCE
 
     def when(key, what, tolerance):
         e, left = settled[f"{key}_epoch"], settled[f"{key}_lr_left"]
@@ -307,7 +225,6 @@ def describe_settling(settled: dict, label: str) -> str:
 def describe_null(null: dict) -> str:
     """A sentence on :func:`companion.book.claims.null_comparison`: trained radius against the null's,
     the test's p-value, and the filters counted apart."""
-    from companion.book.claims import NULL_MIN_NONZEROS
 
     if not null["units"]:
         return f"No filter has {NULL_MIN_NONZEROS} or more non-zero weights: the null comparison has nothing to compare."

@@ -1,19 +1,16 @@
 """The paper's claims, each decided by a rule stated in its docstring (Sections 2.2, 3, 4.1,
 4.2): plain functions of the frames of :mod:`companion.book.tables` (unit-tested on constructed
-frames), and :func:`claims`, the summary chapter's table at a profile (finished runs only)."""
+frames), and the sentences that state their outcome; :mod:`companion.book.summary` reads them at a
+profile."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from companion.book.captions import DATASET_LABELS, describe_figure5, describe_fit, number, reference_dataset, run_label
+from companion.book.labels import model_label, number, run_label
 from companion.checks import require_columns
-from companion.config import TrainConfig
-from companion.experiments.profiles import Profile
-from companion.experiments.runs import (BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, TABLE1_MODELS, figure5_configs,
-                            lasso_key, results_dir, scaling_configs, seed_configs, table1_configs, table2_configs)
-from companion.experiments.search import choices
-from companion.book.tables import figure5, fewest_params_to_fit, scaling, table1, table2, table2_layers
+from companion.experiments.runs import BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, TABLE1_MODELS
+from companion.nn.analysis import reference_locality
 
 #: Section 2.2, observation (1): "much higher" is read as more than this factor
 LOCALITY_FACTOR = 2.0
@@ -236,7 +233,6 @@ def null_comparison(null: pd.DataFrame, *, min_nonzeros: int = NULL_MIN_NONZEROS
 def locality_references(image_size: int = 32, in_channels: int = 3) -> dict:
     """Reference values of :func:`locality_stats`: ``uniform`` (a dense FC filter) and ``s-local``
     (an S-LOCAL filter away from the border), computed by :func:`companion.nn.analysis.reference_locality`."""
-    from companion.nn.analysis import reference_locality
 
     ref = reference_locality(image_size=image_size, in_channels=in_channels)
     return {name: {"median_radius": r["radius"], "median_window_mass": r["window_mass"]} for name, r in ref.items()}
@@ -298,6 +294,26 @@ def claim_first_layer_nonzeros(layers: pd.DataFrame) -> dict:
             "holds": bool(nnz < local)}
 
 
+def describe_fit(fit: pd.DataFrame) -> str:
+    """A sentence on Figure 2 (right): the families ordered by parameters needed and by test accuracy."""
+    require_columns(fit, ["model", "min_params", "best_test_acc"], "the fewest-params frame")
+    by_params = [model_label(m) for m in fit.sort_values("min_params")["model"]]
+    by_test = [model_label(m) for m in fit.sort_values("best_test_acc", ascending=False)["model"]]
+    verdict = ("the two orders agree, as in the paper" if orders_agree(fit)
+               else "the two orders do not agree here (the paper finds they do)")
+    return (f"Fewest parameters to reach the target first: {', '.join(by_params)}; highest best test "
+            f"accuracy first: {', '.join(by_test)}; {verdict}.")
+
+
+def describe_figure5(f5: pd.DataFrame) -> str:
+    """A sentence on Figure 5: at how many kernel sizes β-LASSO beats SGD, and by how much."""
+    gains = lasso_gains(f5)
+    wins = int((gains["gain"] > 0).sum())
+    each = ", ".join(f"{k}×{k}: {g:+.2f} pp" for k, g in zip(gains["kernel_size"], gains["gain"]))
+    return (f"β-LASSO's test accuracy is above SGD's at {wins} of {len(gains)} kernel sizes "
+            f"(β-LASSO − SGD: {each}).")
+
+
 def claim_fit_order(fit: pd.DataFrame) -> dict:
     """(f) Section 3, Figure 2 (right): fewer parameters to fit ⇒ higher test accuracy (:func:`orders_agree`)."""
     return {"claim": "Architectures that fit the training set with fewer parameters generalise better "
@@ -312,71 +328,6 @@ def claim_kernels(f5: pd.DataFrame) -> dict:
     return {"claim": "β-LASSO improves over SGD for ResNet18 at every kernel size (Section 4.2, Figure 5)",
             "paper": "Figure 5 (plot, no printed numbers): better at all kernel sizes, more so for large ones",
             "ours": describe_figure5(f5).removesuffix("."), "holds": bool((gains["gain"] > 0).all())}
-
-
-def claims_configs(p: Profile, root=None) -> list[TrainConfig]:
-    """The runs behind :func:`claims`: Table 1, Table 2, Figures 2 / 6 and Figure 5 (β-LASSO
-    settings from the finished search; never trains)."""
-    chosen = choices(p, root)
-    t2 = table2_configs(p, chosen)
-    return (table1_configs(p) + list(t2.values()) + list(seed_configs(p, t2).values())
-            + scaling_configs(p) + figure5_configs(p, chosen["best"]))
-
-
-#: a network fits its training set when its final training accuracy (measured on the batches it
-#: trains on) reaches this (%); the paper's networks train to ≈ 100 %
-FIT_TRAIN_ACC = 95.0
-
-
-def fit_caveat(train_accs) -> dict:
-    """The training accuracies (%) of the runs a claim reads: their range and ``underfit`` (the
-    lowest is below :data:`FIT_TRAIN_ACC`: a claim that does not hold is then no refutation)."""
-    import numpy as np
-
-    a = np.asarray(list(train_accs), dtype=float)
-    if a.size == 0:
-        raise ValueError("fit_caveat needs at least one training accuracy")
-    return {"train_min": float(a.min()), "train_max": float(a.max()), "underfit": bool(a.min() < FIT_TRAIN_ACC)}
-
-
-def claims(p: Profile, root=None) -> pd.DataFrame:
-    """The summary chapter's table: one row per claim (a)–(g), with the paper's evidence, ours
-    (computed from the runs at profile ``p``), whether it holds here, and the training accuracy
-    range of the runs it reads (:func:`fit_caveat`)."""
-    from companion.book import protocol
-    from companion.book.tables import paper_table2
-
-    root = results_dir(p, root)
-    t1 = table1(p, root)
-    t2, runs = table2(p, root)
-    layers = table2_layers(runs)
-    per_seed = protocol.seed_frame(protocol.seed_runs(p, root))
-    seeds = protocol.table2_seeds(per_seed)
-    paper_t2 = {"sgd": paper_table2(S_FC_SGD, reference_dataset(p)), "lasso": paper_table2(lasso_key(50), reference_dataset(p))}
-    stats = {row: locality_stats(runs[row].arrays()) for row in (S_FC_SGD, BEST_LASSO)}
-    null = null_comparison(protocol.null_frame(runs[BEST_LASSO].arrays(), seed=p.seed))
-    scale = scaling(p, root)
-    target = fit_target(scale)
-    fit = fewest_params_to_fit(scale, target)
-    f5 = figure5(p, root)
-    d = runs[S_FC_SGD].summary["dataset"]
-    data = f"{p.name}: {DATASET_LABELS[p.dataset]}, {d['n_train']:,} training images"
-    both = f"{data}, {p.epochs_short} / {p.epochs_long} ep."
-    short, long = f"{data}, {p.epochs_short} ep.", f"{data}, {p.epochs_long} ep."
-    k = len(p.seeds)
-    seeded = f"{long}, {k} seed{'s' if k > 1 else ''}"
-    s_fc = per_seed[per_seed["row"].isin([run_label(S_FC_SGD), run_label(BEST_LASSO)])]["train_acc"]
-    table1_train = list(t1["short_train"]) + list(t1["long_train"])
-    rows = [
-        ("a", claim_locality(t1), both, table1_train),
-        ("b", claim_lasso_beats_sgd(seeds, paper_t2), seeded, s_fc),
-        ("c", claim_local_filters(stats[BEST_LASSO], stats[S_FC_SGD], locality_references(), null), long, s_fc),
-        ("d", claim_longer_training(t1), both, table1_train),
-        ("e", claim_first_layer_nonzeros(layers), long, [runs[BEST_LASSO].summary["final_train_acc"] * 100]),
-        ("f", claim_fit_order(fit), short, [target]),
-        ("g", claim_kernels(f5), short, f5["train_acc"]),
-    ]
-    return pd.DataFrame([{"id": key, **row, "scale": scale, **fit_caveat(train)} for key, row, scale, train in rows])
 
 
 def permutation_summary(table: pd.DataFrame, runs: dict) -> pd.DataFrame:

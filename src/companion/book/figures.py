@@ -17,7 +17,7 @@ import math
 import pandas as pd
 from matplotlib.figure import Figure
 
-from companion.book.captions import model_label, number
+from companion.book.labels import model_label, number
 from companion.checks import require_columns
 
 #: Figure 1's six networks: colour by connectivity, line style by depth (D solid, S dashed).

@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from companion.book import chapters
+from companion.experiments import profiles, runs
+from companion.experiments.cost import Throughput, gpu_hours
+from companion.store.provenance import find_book_root
 from companion.store import results
-from companion.experiments.cost import Throughput, gpu_hours  # noqa: F401  (gpu_hours re-exported for reproduce)
+from companion.train.progress import format_duration
 
 
 def rerun_commands(chapter: str, profile: str, *, trains: bool = True) -> str:
@@ -124,7 +128,6 @@ def chapter_titles(notebooks_dir: str | Path) -> dict[str, str]:
 
 def _execution(executed: pd.DataFrame, chapter: str, profile: str, current: str) -> tuple[str, str]:
     """(parameters, execution time) of ``chapter`` as executed at ``profile``."""
-    from companion.train.progress import format_duration
 
     if chapter == current:
         return f'{{"profile": "{profile}"}}', "this page (being executed)"
@@ -150,17 +153,15 @@ def reproducibility_tables(profile, *, root=None, book_dir=None, notebooks_dir=N
       (:mod:`companion.experiments.cost`: counted matmul FLOPs at ``throughput``, default
       :meth:`Throughput.load`; a lower bound).
     """
-    from companion.experiments import profiles, runs
-    from companion.train.progress import format_duration
 
     top = book_root()
     throughput = throughput or Throughput.load(top / "results" / "paper_throughput.json")
     titles = chapter_titles(notebooks_dir or top / "notebooks")
     executed = executed_chapters(book_dir or top / "book")
-    here = chapter_plan(runs.chapter_configs(profile, root), runs.results_dir(profile, root),
+    here = chapter_plan(chapters.chapter_configs(profile, root), runs.results_dir(profile, root),
                         throughput=throughput).set_index("chapter")
     paper = profiles.get("paper")
-    paper_configs = runs.chapter_configs(paper)
+    paper_configs = chapters.chapter_configs(paper)
     build, rerun = [], []
     for chapter, title in titles.items():
         parameters, execution = _execution(executed, chapter, profile.name, current)

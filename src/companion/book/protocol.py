@@ -15,10 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from companion.book.captions import run_label
+from companion.book.labels import run_label
 from companion.experiments.profiles import Profile
 from companion.experiments.runs import BEST_LASSO, finished, search_configs, seed_configs, table2_configs
 from companion.experiments.search import choices
+from companion.nn.analysis import paper_weights, random_placement_locality, settled_epoch
+from companion.nn.models import build_model
 
 #: :func:`settling`'s tolerances: density within this fraction of its final value, median
 #: locality radius within this many pixels of its final value
@@ -31,12 +33,10 @@ def initial_first_layer(p: Profile) -> dict[str, float]:
     measured on the built network (PyTorch's default initialisation, as the trainer uses)."""
     import torch
 
-    from companion.nn.analysis import _paper_weights
-    from companion.nn.models import build_model
 
     torch.manual_seed(p.seed)
     model = build_model("s-fc", p.s_alpha)
-    w = next(iter(_paper_weights(model).values())).detach().abs()
+    w = next(iter(paper_weights(model).values())).detach().abs()
     return {"mean_abs": float(w.mean()), "max_abs": float(w.max()), "weights": int(w.numel())}
 
 
@@ -89,7 +89,6 @@ def settled(curves: pd.DataFrame, *, density_tolerance: float = DENSITY_TOLERANC
     epoch from which its median radius stays within ``radius_tolerance`` px of its final value,
     each with the share of the initial learning rate still left then (cosine: ``lr``), and the
     epochs trained."""
-    from companion.nn.analysis import settled_epoch
 
     out = {"epochs": int(curves["epoch"].iloc[-1])}
     tracked = curves.dropna(subset=["radius"])
@@ -158,7 +157,6 @@ def null_frame(arrays: dict, *, seed: int = 0) -> pd.DataFrame:
     its locality radius and window mass, and those of the same count placed at random
     (:func:`companion.nn.analysis.random_placement_locality`). One draw, read by both claim (c)
     (:func:`companion.book.claims.null_comparison`) and chapter 9's figure."""
-    from companion.nn.analysis import random_placement_locality
 
     for key in ("unit_nonzeros", "locality_radius", "locality_window_mass"):
         if key not in arrays:

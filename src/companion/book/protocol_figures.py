@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from companion.book.captions import number, sci
+from companion.book.labels import number, sci
 from companion.checks import require_columns
 
 

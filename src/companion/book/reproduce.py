@@ -34,7 +34,11 @@ from pathlib import Path
 import yaml
 
 #: Scale profiles a notebook can be run at (defined once, in ``companion.experiments.profiles``).
+from companion.book import chapters, plan
+from companion.experiments import cost, profiles, runs
+from companion.experiments.cost import Throughput
 from companion.experiments.profiles import PROFILE_NAMES as PROFILES
+
 #: Profile of the outputs committed in ``notebooks/`` (what ``nbval`` checks).
 REFERENCE_PROFILE = "smoke"
 NOTEBOOKS_DIR = "notebooks"
@@ -266,17 +270,13 @@ def add_cli(subparsers) -> None:
 
 def dry_run(profile: str, root=None) -> str:
     """The plan of ``companion reproduce --profile P --dry-run`` (see :mod:`companion.book.plan`)."""
-    from companion.book import plan
-    from companion.experiments import profiles, runs
-    from companion.experiments.cost import Throughput
-
     p = profiles.get(profile)
-    chapters = runs.chapter_configs(p, root)
+    needed = chapters.chapter_configs(p, root)
     throughput = Throughput.load()
-    table = plan.chapter_plan(chapters, runs.results_dir(p, root), throughput=throughput)
-    distinct = list({c.run_id(): c for cs in chapters.values() for c in cs}.values())
+    table = plan.chapter_plan(needed, runs.results_dir(p, root), throughput=throughput)
+    distinct = list({c.run_id(): c for cs in needed.values() for c in cs}.values())
     table.attrs["distinct_runs"] = len(distinct)
-    table.attrs["distinct_gpu_hours"] = plan.gpu_hours(distinct, throughput)
+    table.attrs["distinct_gpu_hours"] = cost.gpu_hours(distinct, throughput)
     return plan.describe_plan(table, profile, throughput)
 
 

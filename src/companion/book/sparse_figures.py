@@ -1,13 +1,15 @@
 """Chapter 11's table frames and figure (sparse execution of β-LASSO's S-FC, Section 5):
-formatting and drawing only; the numbers come from :mod:`companion.book.weights`."""
+formatting and drawing only; the numbers come from :mod:`companion.book.weight_tables`."""
 
 from __future__ import annotations
 
 import pandas as pd
 from matplotlib.figure import Figure
 
-from companion.book.captions import number
 from companion.book.figures import format_count
+from companion.book.labels import number
+from companion.book.weight_captions import stand_in_note
+from companion.book.weight_tables import STAND_IN
 from companion.checks import require_columns
 
 
@@ -15,9 +17,8 @@ def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float
     """Chapter 11, one row per network (labelled with its share of non-zero weights): left, the
     sparse export's images/s divided by the dense network's, one bar per CPU thread count, with
     the goal and equal speed marked; right, memory of both. ``summary``/``speeds``:
-    :func:`companion.book.weights.sparse_execution`'s first and third tables; a run timed on an
+    :func:`companion.book.weight_tables.sparse_execution`'s first and third tables; a run timed on an
     untrained network of its shape says so in its label."""
-    from companion.book.weights import STAND_IN
 
     require_columns(summary, ["row", "method", "density", "dense_bytes", "sparse_bytes"], "the sparse-execution summary")
     require_columns(speeds, ["row", "threads", "speedup"], "the sparse-execution speeds")
@@ -56,8 +57,6 @@ def sparse_speed_figure(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float
 def sparse_summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """Chapter 11's per-run table, formatted; a run timed on an untrained network of its shape
     (no agreement numbers: "—") says so in its "weights from" cell."""
-    from companion.book.weight_captions import stand_in_note
-    from companion.book.weights import STAND_IN
 
     require_columns(summary, ["row", "weights", "test_acc", "density", "images", "same_prediction", "max_logit_diff",
                        "dense_bytes", "sparse_bytes", "memory_ratio"], "the sparse-execution summary")

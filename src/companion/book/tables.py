@@ -2,20 +2,23 @@
 test, Theorem 2), built from FINISHED runs only (:func:`companion.experiments.runs.finished` raises one
 error listing what is missing and how to train it). Runs are keyed by
 :class:`~companion.experiments.runs.RunKey`; a frame's ``row`` is the key's label
-(:func:`companion.book.captions.run_label`)."""
+(:func:`companion.book.labels.run_label`)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from companion import paper
-from companion.book.captions import reference_dataset, run_label
-from companion.nn.params import count_params, fc_counterpart
+from companion.book.labels import reference_dataset, run_label
 from companion.experiments.profiles import Profile
-from companion.experiments.runs import (BEST_LASSO, FC3_SGD, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, TABLE1_MODELS, RunKey,
-                            figure5_configs, finished, permutation_configs, results_dir, scaling_configs,
-                            table1_alphas, table1_configs, table2_configs)
+from companion.experiments.runs import (BEST_LASSO, RunKey, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, TABLE1_MODELS,
+                                        figure5_configs, finished, permutation_configs, results_dir, scaling_configs,
+                                        table1_alphas, table1_configs, table2_configs)
 from companion.experiments.search import choices, lasso_selection, summary_row
+from companion.nn.analysis import theorem2
+from companion.nn.models import build_model
+from companion.nn.params import count_params, fc_counterpart
+from companion.store.results import load_run
 
 #: Figure 3's reference networks (same α as S-FC): the weights of their layers are the dashed lines
 REFERENCE_ROWS = {"S-CONV": S_CONV_SGD, "S-LOCAL": S_LOCAL_SGD, "S-FC": S_FC_SGD}
@@ -133,7 +136,6 @@ def theorem2_table(p: Profile, runs: dict, *, bits: int | None = None, delta: fl
     ‖w‖₀: non-zeros of the network written as an S-FC (the trainer's
     ``first_layer.embedded_nonzeros``, :func:`companion.nn.analysis.embedded_nonzeros`, plus the
     other layers' non-zeros); m: training images."""
-    from companion.nn.analysis import theorem2
 
     bits = bits or (16 if p.name == "paper" else 32)
     n = count_params("s-fc", p.s_alpha)
@@ -167,8 +169,6 @@ def table2_layers(runs: dict) -> pd.DataFrame:
 def figure5_table(p: Profile, root=None) -> pd.DataFrame:
     """:func:`figure5` with the non-zero weights of the convolutions (all ResNet18 conv layers,
     ``model.conv_positions``): ``conv_weights``, ``conv_nonzeros``, ``conv_nonzero_frac``."""
-    from companion.nn.models import build_model
-    from companion.store.results import load_run
 
     df = figure5(p, root)
     folder = results_dir(p, root)

@@ -1,16 +1,22 @@
 """The sentences of chapters 06–11 (Figure 3's sparsity, the filter figures, Theorem 2, locality
 over training, the permutation test, sparse execution), written from the numbers of
-:mod:`companion.book.tables` / :mod:`companion.book.weights` so that the text stays true at every
+:mod:`companion.book.tables` / :mod:`companion.book.weight_tables` so that the text stays true at every
 profile. Labels and the number formatter: :mod:`companion.book.captions`."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from companion.book.captions import run_label, sci
+from companion.book.claims import NOISE_SE
+from companion.book.labels import run_label, sci
+from companion.book.tables import lasso_runs, sparsity_table
+from companion.book.weight_tables import (FILTER_MIN_NONZEROS, LOCAL_REFERENCE, MAPPED_FILTERS, MDL_DELTA,
+                                    ORIGINAL_FILTERS, PERMUTED_FILTERS, STAND_IN, UNIFORM_REFERENCE)
 from companion.checks import require_columns
 from companion.experiments.profiles import Profile
-from companion.book.weights import MDL_DELTA, STAND_IN
+from companion.experiments.runs import BEST_LASSO
+from companion.store.artifacts import WEIGHTS
+
 
 def permutation_caveat(p: Profile) -> str:
     """How the permuted runs were trained (chapter 10): each batch is augmented, then permuted
@@ -36,8 +42,6 @@ def relative_position(count: int, conv: int, local: int) -> str:
 def describe_sparsity(runs: dict) -> str:
     """A sentence on Figure 3 for the β-LASSO run chosen on validation: its first layer's non-zeros
     against S-CONV's and S-LOCAL's weights, and the fraction of each other layer kept non-zero."""
-    from companion.experiments.runs import BEST_LASSO
-    from companion.book.tables import lasso_runs, sparsity_table
 
     table = sparsity_table(runs)
     key = next(k for k, r in lasso_runs(runs).items() if r.run_id == runs[BEST_LASSO].run_id)
@@ -61,7 +65,6 @@ def describe_filters(sets: dict[str, dict]) -> str:
     and the median number of non-zero weights of the shown filters."""
     import numpy as np
 
-    from companion.book.weights import FILTER_MIN_NONZEROS
 
     parts = []
     for label, s in sets.items():
@@ -81,7 +84,6 @@ def describe_filter_rule(runs: dict, rows) -> str:
     returns them."""
     import numpy as np
 
-    from companion.book.weights import FILTER_MIN_NONZEROS
 
     def name(key):
         if len(key) == 2:  # (RunKey, permuted)
@@ -107,7 +109,6 @@ def describe_mdl_terms(p: Profile, table: pd.DataFrame, delta: float = MDL_DELTA
 
 def describe_lasso_runs(runs: dict) -> str:
     """β-LASSO's settings of each distinct β-LASSO run among ``runs`` (β, λ, λ_first)."""
-    from companion.book.tables import lasso_runs
 
     parts = [f"{run_label(key, with_model=False)}: λ = {sci(r.config.lam)}, λ_first = {sci(r.config.lam_first)}"
              for key, r in lasso_runs(runs).items()]
@@ -153,7 +154,6 @@ def describe_locality(curves: pd.DataFrame, references: dict) -> str:
 def describe_permutation(summary: pd.DataFrame) -> str:
     """A sentence on the permutation table: each row's change and whether it is beyond noise, and
     whether the pattern is the one Section 4.1 states."""
-    from companion.book.claims import NOISE_SE
 
     require_columns(summary, ["row", "difference", "se", "changes", "paper_claim"], "the permutation summary")
     parts = [f"{r} {d:+.2f} pp ({'beyond' if c else 'within'} {NOISE_SE:g} s.e. = {NOISE_SE * s:.2f} pp)"
@@ -182,8 +182,6 @@ def way_to_local(radius: float, uniform: float, local: float) -> str:
 def describe_permuted_filters(loc: pd.DataFrame) -> str:
     """A sentence comparing the median radius of the permuted run's filters mapped back to the image
     with the unpermuted run's, on the permuted grid, and the references."""
-    from companion.book.weights import LOCAL_REFERENCE, MAPPED_FILTERS, ORIGINAL_FILTERS, PERMUTED_FILTERS, \
-        UNIFORM_REFERENCE
 
     by = loc.set_index("filters")["radius"]
     u, s = by[UNIFORM_REFERENCE], by[LOCAL_REFERENCE]
@@ -240,7 +238,6 @@ def describe_sparse(summary: pd.DataFrame, speeds: pd.DataFrame, goal: float = S
 def describe_sparse_weights(summary: pd.DataFrame) -> str:
     """Where chapter 11's networks came from: checkpoints, committed compact weights, or (dense
     runs whose weights are not committed) an untrained network of the same shape."""
-    from companion.store.artifacts import WEIGHTS
     require_columns(summary, ["row", "weights", "dense_bytes"], "the sparse-execution summary")
     by = {w: list(part["row"]) for w, part in summary.groupby("weights", sort=False)}
     parts = []
@@ -262,7 +259,7 @@ def describe_sparse_weights(summary: pd.DataFrame) -> str:
 
 def describe_sparse_inputs(summary: pd.DataFrame) -> str:
     """What chapter 11 ran the networks on: generated inputs, not a dataset (the summary's
-    ``attrs["inputs"]``, set by :func:`companion.book.weights.sparse_execution`)."""
+    ``attrs["inputs"]``, set by :func:`companion.book.weight_tables.sparse_execution`)."""
     if "inputs" not in summary.attrs:
         raise ValueError("the sparse-execution summary lacks attrs['inputs'] (made by sparse_execution)")
     i = summary.attrs["inputs"]

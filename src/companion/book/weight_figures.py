@@ -20,8 +20,9 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from companion.checks import require_columns
+from companion.book.claims import NOISE_SE
 from companion.book.figures import format_count
+from companion.checks import require_columns
 
 #: reference networks' colours (the book's: CONV blue, LOCAL orange, FC red)
 REFERENCE_COLOURS = {"S-CONV": "tab:blue", "S-LOCAL": "tab:orange", "S-FC": "tab:red"}
@@ -288,7 +289,6 @@ def locality_histogram(final: pd.DataFrame, references: dict, *, bins: int = 40)
 # ------------------------------------------------------------------------------ permutation
 def permutation_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """:func:`companion.book.tables.permutation_summary` as chapter 10 prints it."""
-    from companion.book.claims import NOISE_SE
 
     require_columns(summary, ["row", "original", "permuted", "difference", "se", "changes", "paper_claim"],
           "the permutation summary")

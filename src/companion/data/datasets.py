@@ -39,14 +39,13 @@ import numpy as np
 import torch
 
 from companion.checks import check_int
-from companion.data.files import DATA_ROOT_ENV, DATASETS, IMAGE_SHAPE, NUM_CLASSES, load_arrays
+from companion.data.files import DATASETS, DATA_ROOT_ENV, IMAGE_SHAPE, NUM_CLASSES, load_arrays
 
 #: ``make_synthetic`` defaults: fixed data (independent of ``load_data``'s split ``seed``).
 SYNTHETIC_SEED = 0
 SYNTHETIC_SIZE = (2048, 512)  # (n_train, n_test)
 #: (top, left, side) of the only informative square of the synthetic images (centred).
 SYNTHETIC_PATCH = (14, 14, 4)
-
 
 
 @dataclass

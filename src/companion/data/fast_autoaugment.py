@@ -17,7 +17,6 @@ from importlib import resources
 import torch
 import torchvision.transforms.v2.functional as TF
 
-
 POLICIES = ("fa_reduced_cifar10", "fa_reduced_svhn")
 #: Fast AutoAugment operations and their magnitude range: value = level * (high - low) + low.
 #: Translate values are fractions of the image size; Cutout's is the square side as a fraction

@@ -25,8 +25,6 @@ _NPZ_LAYOUT = (
 )
 
 
-
-
 def load_arrays(dataset: str, root: Path, num_classes: int, download: bool):
     """((x_train, y_train), (x_test, y_test), source, official_md5) with x uint8 N×C×H×W."""
     npz = _find_npz(dataset, root)

@@ -52,7 +52,6 @@ def unpermute_filters(filters, seed: int) -> torch.Tensor:
     f = torch.as_tensor(filters)
     if f.dim() != 4:
         raise ValueError(f"filters must be units × C × H × W, got shape {tuple(f.shape)}")
-    from companion.data.datasets import pixel_order
 
     n, c, h, w = f.shape
     perm = pixel_order(seed, h, w).to(f.device)

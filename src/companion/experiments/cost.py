@@ -18,6 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from companion.data.files import NUM_CLASSES
+from companion.nn.layers import LocallyConnected2d
+from companion.nn.models import build_model
+
 #: the GPU throughput assumed when none has been measured: H100 SXM dense fp16/bf16 peak
 #: (NVIDIA H100 datasheet, 989 TFLOP/s) at an assumed 25 % model-FLOP utilisation
 ASSUMED_PEAK_TFLOPS = 989.0
@@ -31,8 +35,6 @@ TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257}
 def forward_macs(model_name: str, alpha: int, *, kernel_size: int | None = None, image_size: int = 32,
                  in_channels: int = 3, num_classes: int = 10) -> int:
     """MACs of one image's forward pass through ``build_model(model_name, alpha)``."""
-    from companion.nn.layers import LocallyConnected2d
-    from companion.nn.models import build_model
 
     model = build_model(model_name, alpha, image_size=image_size, in_channels=in_channels,
                         num_classes=num_classes, kernel_size=kernel_size, device="meta")
@@ -58,7 +60,6 @@ def forward_macs(model_name: str, alpha: int, *, kernel_size: int | None = None,
 
 def training_flops(config) -> float:
     """FLOPs of training ``config`` (a TrainConfig) to the end: 3 passes × 2 FLOPs/MAC per image."""
-    from companion.data.files import NUM_CLASSES
 
     if config.subset is None and config.dataset not in TRAIN_IMAGES:
         raise ValueError(f"training set size of {config.dataset!r} unknown; set subset "

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from companion import paper
+from companion.nn.params import count_params
 
 PROFILE_NAMES = ("smoke", "cpu", "paper")
 
@@ -71,7 +72,6 @@ class Profile:
     @property
     def fc_budget(self) -> int:
         """The common FC-embedded size of Table 1: that of S-FC at ``s_alpha`` (Section 2.2)."""
-        from companion.nn.params import count_params
 
         return count_params("s-fc", self.s_alpha)
 

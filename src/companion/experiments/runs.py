@@ -19,7 +19,7 @@ permutation            Table 2's S-* runs again on pixel-permuted images, long
 Stage 1 (:func:`stage1`) needs no selection; stage 2 (:func:`stage2`: Table 2's β-LASSO rows
 and S-FC SGD row, their seeds, Figure 5's β-LASSO runs, the permuted chosen runs) is listed
 from the finished searches (:mod:`companion.experiments.search`). Runs are keyed by :class:`RunKey`; their labels come from
-:func:`companion.book.captions.run_label`.
+:func:`companion.book.labels.run_label`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from companion.config import TrainConfig
+from companion.experiments.profiles import Profile
 from companion.nn.params import alpha_for_budget
-from companion.experiments.profiles import PROFILE_NAMES, Profile
+from companion.store.provenance import find_book_root
+from companion.store.results import find_run
 
 TABLE1_MODELS = ("d-conv", "d-local", "d-fc", "s-conv", "s-local", "s-fc", "3-fc")
 SCALING_FAMILIES = ("d-conv", "s-conv", "3-fc", "resnet18")
@@ -183,8 +185,8 @@ def permutation_configs(table2: dict[RunKey, TrainConfig]) -> dict[tuple[RunKey,
     return out
 
 
-# ------------------------------------------------------------------------------ stages
-def _unique(configs) -> list[TrainConfig]:
+# ------------------------------------------------------------------------------ the store
+def unique(configs) -> list[TrainConfig]:
     seen, out = set(), []
     for c in configs:
         if c.run_id() not in seen:
@@ -193,39 +195,6 @@ def _unique(configs) -> list[TrainConfig]:
     return out
 
 
-def stage1(p: Profile) -> list[TrainConfig]:
-    """Every run that needs no selection: the two searches, Table 1, Figures 2/6, Table 2's SGD
-    rows other than S-FC's (with their seeds and permuted copies), Figure 5's SGD runs."""
-    fixed = {k: c for k, c in table2_sgd_configs(p).items() if k != S_FC_SGD or not p.sgd_grid}
-    figure5_sgd = [sgd(p, "resnet18", p.resnet_alpha, p.epochs_short, kernel_size=k) for k in p.resnet_kernels]
-    return _unique(search_configs(p) + sgd_search_configs(p) + table1_configs(p) + list(fixed.values())
-                   + list(seed_configs(p, fixed).values()) + scaling_configs(p) + figure5_sgd
-                   + list(permutation_configs(fixed).values()))
-
-
-def stage2(p: Profile, root=None) -> list[TrainConfig]:
-    """The runs listed from the finished searches and not in stage 1: Table 2's β-LASSO rows and
-    chosen S-FC SGD row, their seeds, Figure 5's β-LASSO runs, their permuted copies (raises :class:`MissingRunsError`
-    listing the search runs if a search is unfinished)."""
-    from companion.experiments import search
-
-    choices = search.choices(p, root)
-    t2 = table2_configs(p, choices)
-    chosen = {k: c for k, c in t2.items() if k.model == "s-fc"}
-    out = list(chosen.values()) + list(seed_configs(p, chosen).values())
-    out += [c for c in figure5_configs(p, choices["best"]) if c.optimizer == "beta-lasso"]
-    out += list(permutation_configs(chosen).values())
-    first = {c.run_id() for c in stage1(p)}
-    return [c for c in _unique(out) if c.run_id() not in first]
-
-
-def stages(p: Profile, root=None):
-    """Yield stage 1, then (computed when asked, so after stage 1 is trained) stage 2."""
-    yield stage1(p)
-    yield stage2(p, root)
-
-
-# ------------------------------------------------------------------------------ the store
 class MissingRunsError(FileNotFoundError):
     """Runs a chapter needs are not finished in the results store (listing them and the command)."""
 
@@ -233,128 +202,20 @@ class MissingRunsError(FileNotFoundError):
 def finished(p: Profile, configs, root=None) -> list:
     """The finished :class:`~companion.store.results.Run` of each config (never trains); one
     :class:`MissingRunsError` listing every missing run and the command that trains them."""
-    from companion.store.results import find_run
 
     folder = results_dir(p, root)
     runs = [find_run(c, folder) for c in configs]
     missing = [c for c, r in zip(configs, runs) if r is None]
     if missing:
         lines = "\n".join(f"  {c.model} α={c.alpha} {c.optimizer} {c.epochs} ep (run {c.run_id()})"
-                          for c in _unique(missing))
+                          for c in unique(missing))
         raise MissingRunsError(
-            f"{len(_unique(missing))} run(s) are not finished in {folder}:\n{lines}\n"
+            f"{len(unique(missing))} run(s) are not finished in {folder}:\n{lines}\n"
             f"train them with `companion experiments --profile {p.name}`")
     return runs
-
-
-def ensure(configs, root, *, progress: bool = True) -> list:
-    """Train every config that has no finished run in ``root`` (resuming unfinished ones)."""
-    from companion.train.progress import describe_run
-    from companion.train.loop import train
-
-    runs = []
-    for i, config in enumerate(configs, 1):
-        if progress:
-            print(f"[{i}/{len(configs)}] {describe_run(config)}", flush=True)
-        runs.append(train(config, root=root, resume=True, progress=progress))
-    return runs
-
-
-def train_missing(p: Profile, root=None, *, progress: bool = True, executor: str = "serial", **options) -> list:
-    """Train every run of the book that is missing: stage 1, then stage 2 (listed from stage 1's
-    finished search). With an ``executor`` other than ``serial`` each stage is submitted through
-    :func:`companion.train.launch.train_missing` and waited for, so stage 2's selection-dependent runs
-    are submitted only once the search they depend on has finished. Returns the finished runs."""
-    from companion.train import launch
-
-    folder = results_dir(p, root)
-    if executor == "serial":
-        return [run for stage in stages(p, folder) for run in ensure(stage, folder, progress=progress)]
-    launch.launch_options(executor, **options)  # bad options fail before stage 1
-    done = []
-    for stage in stages(p, folder):
-        launch.train_missing(stage, folder, executor=executor, progress=progress, **options)
-        done += finished(p, stage, folder)
-    return done
-
-
-# ---------------------------------------------------------------------------------- CLI
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("experiments", help="train every run the book needs, at a profile",
-                              description="Train (or find in the results store) every run behind the book's "
-                                          "tables and figures, at one scale profile.")
-    p.add_argument("--profile", choices=PROFILE_NAMES, default="smoke")
-    p.add_argument("--results-dir", default=None, help="results store (default results/<profile>)")
-    p.add_argument("--data-root", default=None, help="dataset folder (default $COMPANION_DATA_ROOT)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda, ... (default auto)")
-    p.add_argument("--list", action="store_true", help="only list the runs and whether they are finished")
-    from companion.train import launch
-
-    launch.add_arguments(p)
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    from companion.experiments import profiles
-    from companion.store.results import find_run
-
-    prof = profiles.get(args.profile, data_root=args.data_root, device=args.device)
-    root = results_dir(prof, args.results_dir)
-    if args.list:
-        configs = stage1(prof)
-        try:
-            configs += stage2(prof, root)
-        except MissingRunsError:
-            print("(stage 2, listed from the finished λ/β search, is not listed: the search is unfinished)")
-        for c in configs:
-            state = "finished" if find_run(c, root) else "missing"
-            print(f"{c.run_id()}  {state:8s}  {c.model} α={c.alpha} {c.optimizer} {c.epochs} ep")
-        return 0
-    from companion.train import launch
-
-    options = launch.options_from_args(args)
-    if options.get("wait") is False:
-        raise ValueError("--no-wait submits one stage and returns; experiments needs stage 1 finished "
-                         "before it can list stage 2 (drop --no-wait, or use companion sweep)")
-    runs = train_missing(prof, root, executor=args.executor, **options)
-    print(f"{len(runs)} runs finished in {root}")
-    return 0
-
-
-# ------------------------------------------------------------------------------ per chapter
-def placeholder_choices(p: Profile) -> dict:
-    """A stand-in selection (the first grid point for every β and of the SGD grid) for counting
-    runs and their cost before the searches have finished: how many runs and FLOPs do not depend
-    on which setting wins."""
-    first = {"lam": p.lambdas[0], "lam_first": p.lambdas[0] * p.lam_first_factors[0]}
-    choices = {float(b): {"beta": float(b), **first} for b in p.betas}
-    choices["best"] = choices[float(p.betas[-1])]
-    choices["sgd"] = sgd_choice_of(p, p.sgd_grid[0]) if p.sgd_grid else None
-    return choices
 
 
 def sgd_choice_of(p: Profile, point: tuple) -> dict:
     """The SGD settings ``{"momentum", "weight_decay"}`` of one point of ``Profile.sgd_grid``."""
     momentum, weight_decay = point
     return {"momentum": float(momentum), "weight_decay": float(weight_decay)}
-
-
-def chapter_configs(p: Profile, root=None) -> dict[str, list[TrainConfig]]:
-    """The runs each chapter reads (by notebook name). β-LASSO rows come from the finished
-    search, or from :func:`placeholder_choices` while it is unfinished (for planning only)."""
-    from companion.experiments import search
-
-    try:
-        choices = search.choices(p, root)
-    except MissingRunsError:
-        choices = placeholder_choices(p)
-    t2 = table2_configs(p, choices)
-    table2 = search_configs(p) + sgd_search_configs(p) + list(t2.values()) + list(seed_configs(p, t2).values())
-    fig5 = figure5_configs(p, choices["best"])
-    return {
-        "00_summary": _unique(table1_configs(p) + table2 + scaling_configs(p) + fig5),
-        "01_parameters": [], "02_table1": table1_configs(p), "03_scaling": scaling_configs(p),
-        "04_table2": _unique(table2), "05_resnet_kernels": fig5, "06_sparsity": list(t2.values()),
-        "07_filters": list(t2.values()), "08_mdl": list(t2.values()), "09_locality": list(t2.values()),
-        "10_permutation": list(permutation_configs(t2).values()), "11_sparse_execution": list(t2.values()),
-    }

@@ -100,3 +100,14 @@ def choices(p: Profile, root=None) -> dict:
     """Every selection the book's runs depend on: :func:`lasso_selection`'s (β → (β, λ,
     λ_first), ``"best"``) and ``"sgd"`` → :func:`sgd_choice`."""
     return {**lasso_selection(p, root), "sgd": sgd_choice(p, root)}
+
+
+def placeholder_choices(p: Profile) -> dict:
+    """A stand-in selection (the first grid point for every β and of the SGD grid) for counting
+    runs and their cost before the searches have finished: how many runs and FLOPs do not depend
+    on which setting wins."""
+    first = {"lam": p.lambdas[0], "lam_first": p.lambdas[0] * p.lam_first_factors[0]}
+    choices = {float(b): {"beta": float(b), **first} for b in p.betas}
+    choices["best"] = choices[float(p.betas[-1])]
+    choices["sgd"] = sgd_choice_of(p, p.sgd_grid[0]) if p.sgd_grid else None
+    return choices

@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from companion.store import results
-from companion.train import launch
 from companion.config import OPTIMIZER_FIELDS, TrainConfig
+from companion.store import results
+from companion.train import launch, launch_options
 
 #: default groups within which the best configuration is picked
 GROUP_BY = ("dataset", "model", "alpha", "optimizer", "epochs")
@@ -129,7 +129,7 @@ def run_sweep(spec, root: str | os.PathLike = "runs", progress: bool = True, *,
               dry_run: bool = False, executor: str = "serial", **options) -> pd.DataFrame:
     """Train every config of ``spec`` into ``root`` that is not finished (unfinished ones resume
     from their checkpoint), one job per run through :func:`companion.train.launch.train_missing`
-    (``executor`` serial, local or slurm; ``options``: :class:`~companion.train.launch.LaunchOptions`),
+    (``executor`` serial, local or slurm; ``options``: :class:`~companion.train.launch_options.LaunchOptions`),
     and return one row per finished config (as :func:`results.load_runs`; with ``dry_run`` only
     the configs, their run ids and whether each is already finished).
 
@@ -173,7 +173,7 @@ def add_cli(subparsers) -> None:
                    help=f"comma-separated config fields (default: {','.join(GROUP_BY)})")
     p.add_argument("--select-by", default="final_val_acc", choices=SELECT_BY)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    launch.add_arguments(p)
+    launch_options.add_arguments(p)
     p.set_defaults(func=_cli)
 
 
@@ -211,8 +211,8 @@ def _cli(args) -> int:
     if unknown:
         raise ValueError(f"--group-by: unknown field(s) {', '.join(unknown)}; "
                          f"accepted: {', '.join(TrainConfig.__dataclass_fields__)}")
-    options = launch.options_from_args(args)
-    launch.launch_options(args.executor, **options)  # bad options: one error before anything else
+    options = launch_options.options_from_args(args)
+    launch_options.launch_options(args.executor, **options)  # bad options: one error before anything else
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
         if args.status:
             return _print_status(spec, args.root)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from companion.nn.embedding import dense_from_local, local_weight_from_conv
+from companion.nn.layers import LocallyConnected2d
 
-def _paper_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+
+def paper_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of ``model``'s paper layers (``model.paper_layers``, in table order), name → tensor."""
     names = getattr(model, "paper_layers", None)
     if not names:
         raise ValueError(f"{type(model).__name__} has no `paper_layers` (the weight layers in table order)")
@@ -19,14 +23,14 @@ def nonzeros(model: nn.Module) -> dict[str, int]:
 
     One host synchronisation for all layers.
     """
-    weights = _paper_weights(model)
+    weights = paper_weights(model)
     counts = torch.stack([w.detach().count_nonzero() for w in weights.values()]).tolist()
     return dict(zip(weights, counts))
 
 
 def layer_sizes(model: nn.Module) -> dict[str, int]:
     """Number of weights (parameters of the weight tensor, biases excluded) of each paper layer."""
-    return {name: w.numel() for name, w in _paper_weights(model).items()}
+    return {name: w.numel() for name, w in paper_weights(model).items()}
 
 
 # ------------------------------------------------------------ first-layer filters (Figure 4)
@@ -40,8 +44,6 @@ def first_layer_filters(model: nn.Module) -> torch.Tensor:
     embedding (zeros outside its receptive field). CONV: each channel's filter placed at the
     central output position.
     """
-    from companion.nn.embedding import dense_from_local, local_weight_from_conv
-    from companion.nn.layers import LocallyConnected2d
 
     config = getattr(model, "config", None)
     if config is None:
@@ -82,7 +84,6 @@ def embedded_nonzeros(model: nn.Module) -> int:
     CONV ⊂ LOCAL ⊂ FC embedding), so it counts that many times. Both are counted per kernel
     offset (and position) without building the embedding.
     """
-    from companion.nn.layers import LocallyConnected2d
 
     names = getattr(model, "conv_positions", ()) or getattr(model, "paper_layers", ())
     config = getattr(model, "config", None)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from companion.nn.layers import LocallyConnected2d
-from companion.nn.models import VARIANTS, build_model, family
+from companion.nn.layers import LocallyConnected2d, conv_output_size
+from companion.nn.models import D_CONV, S_CONV, VARIANTS, build_model, family
 
 ORDER = {v: i for i, v in enumerate(VARIANTS)}
 
@@ -116,8 +116,6 @@ def _local_twin(source: nn.Module, modules: dict, name: str) -> LocallyConnected
 
 def _input_size(modules: dict, name: str) -> int:
     """Spatial input size of conv layer ``name`` in a D-/S-CONV model, from the model's config."""
-    from companion.nn.layers import conv_output_size
-    from companion.nn.models import D_CONV, S_CONV
 
     model = modules[""]
     specs = D_CONV if family(model.config["name"])[0] == "d" else S_CONV

@@ -24,7 +24,7 @@ from torch import nn
 
 from companion import paper
 from companion.nn.layers import LocallyConnected2d
-from companion.nn.models import D_CONV, MODEL_NAMES, S_CONV, build_model, check_model_args, family
+from companion.nn.models import MODEL_NAMES, build_model, check_model_args, family
 
 PAPER_NETS = ("d-conv", "d-local", "d-fc", "s-conv", "s-local", "s-fc")
 TABLE1_MODELS = PAPER_NETS + ("3-fc",)

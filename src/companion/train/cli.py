@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 
-from companion.config import TrainConfig
+from companion.config import OPTIMIZERS, PRECISIONS, TrainConfig
 from companion.train.loop import train
 
 
 def add_cli(subparsers) -> None:
     """``companion train``: one run into the results store."""
-    from companion.config import OPTIMIZERS, PRECISIONS
 
     p = subparsers.add_parser(
         "train", help="train one model (Appendix A.2 defaults)",

@@ -36,10 +36,11 @@ from pathlib import Path
 import pandas as pd
 import submitit
 
-from companion.store import results
 from companion.config import TrainConfig
-from companion.train.launch_options import (ACCEPTED, EXECUTORS, SLURM_ONLY, SLURM_TIME, LaunchOptions,  # noqa: F401
-                                      add_arguments, launch_options, options_from_args, parse_time)
+from companion.store import results
+from companion.train.launch_options import LaunchOptions, SLURM_TIME, launch_options, parse_time
+from companion.train.loop import train
+from companion.train.progress import RunWatcher
 
 #: states of :func:`status`
 STATES = ("finished", "running", "failed", "interrupted", "missing")
@@ -64,7 +65,6 @@ class TrainJob(submitit.helpers.Checkpointable):
     def __call__(self, config: TrainConfig) -> dict:
         import torch
 
-        from companion.train.loop import train
 
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -72,8 +72,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         try:
             train(config, root=self.root, resume=True, progress=self.progress)
         except Exception as exc:
-            locked = getattr(results, "RunLocked", None)
-            if locked is not None and isinstance(exc, locked):
+            if isinstance(exc, results.RunLocked):
                 return {"run_id": run_id, "state": "locked", "holder": _holder(Path(self.root) / run_id)}
             record_error(self.root, run_id, f"{type(exc).__name__}: {exc}")
             raise
@@ -86,9 +85,8 @@ class TrainJob(submitit.helpers.Checkpointable):
 
 
 def _holder(run_dir: Path) -> dict | None:
-    """Who holds ``run_dir`` (host, pid, start), or None; None everywhere until ``results`` has locks."""
-    lock_holder = getattr(results, "lock_holder", None)
-    return lock_holder(run_dir) if lock_holder is not None else None
+    """Who holds ``run_dir`` (host, pid, start), or None."""
+    return results.lock_holder(run_dir)
 
 
 def _error_path(root, run_id: str) -> Path:
@@ -304,7 +302,6 @@ def _local_executors(root: Path, opts: LaunchOptions) -> tuple[list, int | None]
 
 def _run_local(todo, root, opts, report, progress) -> None:
     """At most one job per slot (submitit's LocalExecutor would start all at once)."""
-    from companion.train.progress import RunWatcher
 
     executors, threads = _local_executors(root, opts)
     report.log_dir = str(_log_dir(root, opts))

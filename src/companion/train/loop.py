@@ -31,7 +31,6 @@ import hashlib
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,15 +38,21 @@ from pathlib import Path
 
 import torch
 
+from companion.config import TrainConfig
+from companion.data.augment import make_augment, normalize
+from companion.data.datasets import batches, load_data
+from companion.data.permutation import PixelPermutation
+from companion.nn.analysis import (FILTER_MIN_NONZEROS, embedded_nonzeros, first_layer_filters, layer_sizes,
+                                   locality, locality_quantiles, nonzeros)
+from companion.nn.models import build_model
+from companion.nn.snapshots import Recorder
+from companion.optim import BetaLasso, lasso_param_groups
 from companion.store import results
 from companion.store.provenance import git_commit
+from companion.store.results import Run, load_checkpoint
 from companion.train import distributed
-from companion.nn.analysis import (FILTER_MIN_NONZEROS, embedded_nonzeros, first_layer_filters, layer_sizes, locality, locality_quantiles,
-                                nonzeros)
-from companion.config import TrainConfig
-from companion.train.device import autocast, device_name, resolve_device, resolve_precision  # noqa: F401
-from companion.nn.snapshots import Recorder
-from companion.store.results import CHECKPOINT_FORMAT, CheckpointError, Run, load_checkpoint  # noqa: F401 (re-exported)
+from companion.train.device import autocast, device_name, resolve_device, resolve_precision
+from companion.train.progress import EpochProgress
 
 EVAL_BATCH = 1024
 #: arrays.npz keeps this many first-layer filters (as float16 on the input grid) for Figures 4, 7-9
@@ -84,7 +89,6 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
         return torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
-    from companion.optim import BetaLasso, lasso_param_groups
 
     groups = lasso_param_groups(model, config.lam, config.lam_first)
     return BetaLasso(groups, lr=config.lr, lam=config.lam, beta=config.beta)
@@ -94,7 +98,6 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
 def predict(model, split, dataset: str, device: torch.device, precision: str, permutation=None) -> torch.Tensor:
     """Predicted classes of every image of a split, on ``device`` (eval mode, no augmentation;
     ``permutation``: the run's :class:`~companion.data.permutation.PixelPermutation`, or None); no host sync."""
-    from companion.data.augment import normalize
 
     model.eval()
     out = []
@@ -217,7 +220,6 @@ def _retrain(config: TrainConfig, root: Path, final_dir: Path, fit) -> None:
 def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lock) -> None:
     """Train from ``state`` (a checkpoint, or None) to the last epoch. Rank 0 evaluates, writes
     metrics and checkpoints into ``run_dir``, then the arrays and summary."""
-    from companion.train.progress import EpochProgress
 
     config, writer = job.config, job.group.writer
     loop = _build(job, state)
@@ -285,10 +287,6 @@ class _Loop:
 
 def _build(job: _Job, state: dict | None) -> _Loop:
     """Data, network, optimizer, cosine schedule (and ``state``'s values when resuming)."""
-    from companion.data.augment import make_augment
-    from companion.data.datasets import load_data
-    from companion.data.permutation import PixelPermutation
-    from companion.nn.models import build_model
 
     config, device, group = job.config, job.device, job.group
     data = load_data(config.dataset, config.data_root, val_size=config.val_size, subset=config.subset,
@@ -328,7 +326,6 @@ def _build(job: _Job, state: dict | None) -> _Loop:
 def train_epoch(loop: _Loop, epoch: int) -> tuple[float, float]:
     """One pass over the training set in a fresh order (Appendix A.2); returns the mean training
     loss and accuracy over all ranks. Order, augmentation and dropout are seeded by (seed, epoch)."""
-    from companion.data.datasets import batches
 
     job = loop.job
     config, device, group = job.config, job.device, job.group

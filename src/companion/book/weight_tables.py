@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from companion.book.captions import run_label
-from companion.checks import require_columns
+from companion.book.labels import run_label
+from companion.book.tables import distinct_runs, layer_name, table2, theorem2_table
+from companion.checks import check_int, require_columns
+from companion.data.files import IMAGE_SHAPE
+from companion.data.permutation import unpermute_filters
 from companion.experiments.profiles import Profile
 from companion.experiments.runs import BEST_LASSO, S_FC_SGD, S_LOCAL_SGD
-from companion.book.tables import distinct_runs, layer_name, table2, theorem2_table
+from companion.nn import sparse
+from companion.nn.analysis import FILTER_MIN_NONZEROS, QUANTILES, locality, rank_correlation, reference_locality
+from companion.nn.sparse import AUTO_MAX_DENSITY
+from companion.store import artifacts
 
 #: Figures 4, 7–9: whose first-layer filters are drawn (the paper's Figure 4: S-FC with SGD and
 #: with β-LASSO, S-LOCAL with SGD)
@@ -62,7 +68,6 @@ def mdl_table(p: Profile, runs: dict, *, delta: float = MDL_DELTA) -> pd.DataFra
 def mdl_correlation(table: pd.DataFrame) -> dict[str, float]:
     """Spearman's rank correlation of description length and test accuracy across the rows of
     :func:`mdl_table` (:func:`companion.nn.analysis.rank_correlation`)."""
-    from companion.nn.analysis import rank_correlation
 
     require_columns(table, ["description_bits", "test_acc"], "the Theorem 2 table")
     return rank_correlation(table["description_bits"], table["test_acc"])
@@ -72,7 +77,6 @@ def locality_curves(runs: dict, rows=LOCALITY_ROWS) -> pd.DataFrame:
     """The first layer's locality over training: per run of ``rows``, tracked epoch and score
     (``radius``, ``window_mass``), the quantiles :data:`companion.nn.analysis.QUANTILES` over its
     non-empty filters, as columns ``q10, q25, q50, q75, q90``."""
-    from companion.nn.analysis import QUANTILES
 
     names = [f"q{round(100 * q)}" for q in QUANTILES]
     out = []
@@ -121,7 +125,6 @@ def permuted_filters(runs: dict, row=BEST_LASSO) -> dict[str, "object"]:
     the run's config). float32 arrays, units × C × H × W."""
     import numpy as np
 
-    from companion.data.permutation import unpermute_filters
 
     plain, permuted = runs[(row, False)], runs[(row, True)]
     seed = permuted.config.permute_pixels
@@ -137,7 +140,6 @@ def filters_locality(sets: dict) -> pd.DataFrame:
     with the references of :func:`companion.nn.analysis.reference_locality` as the last two rows."""
     import torch
 
-    from companion.nn.analysis import locality, reference_locality
 
     rows = []
     for label, f in sets.items():
@@ -178,7 +180,6 @@ def weights_needed(run) -> bool:
     (density at most :data:`companion.nn.sparse.AUTO_MAX_DENSITY` by its summary). Otherwise the
     export is a dense network, whose speed does not depend on its values, and an untrained
     network of the same shape stands in (:func:`companion.store.artifacts.untrained_network`)."""
-    from companion.nn.sparse import AUTO_MAX_DENSITY
 
     return bool((summary_density(run)["density"] <= AUTO_MAX_DENSITY).any())
 
@@ -198,7 +199,6 @@ def probe_inputs(n: int, seed: int = PROBE_SEED):
     without reading any dataset."""
     import torch
 
-    from companion.data.files import IMAGE_SHAPE
 
     h, w, c = IMAGE_SHAPE
     return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
@@ -222,9 +222,6 @@ def sparse_execution(p: Profile, root=None, *, runs: dict | None = None, threads
     run and layer (the export's layout and density), and per run and thread count (images/s of
     both on one batch, measured side by side, and their ratio). ``runs``: :func:`sparse_runs`,
     if already at hand."""
-    from companion.nn import sparse
-    from companion.store import artifacts
-    from companion.checks import check_int
 
     check_int("batch", batch, minimum=1)  # inputs per timed forward pass
     check_int("images", images, minimum=1)  # inputs of the agreement check
