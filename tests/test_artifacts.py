@@ -98,7 +98,7 @@ def _cli_runs(tmp_path):
 
 def test_weights_command_stores_the_sparse_runs_only_within_budget(tmp_path, monkeypatch, capsys):
     from companion import cli
-    from companion.book import weights as tables_weights
+    from companion.book import weight_tables as tables_weights
 
     runs = _cli_runs(tmp_path)
     monkeypatch.setattr(tables_weights, "sparse_runs", lambda p, root: runs)

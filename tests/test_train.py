@@ -15,7 +15,8 @@ from companion.store import results
 from companion.config import TrainConfig
 from companion.nn.analysis import first_layer_filters
 from companion.nn.models import build_model
-from companion.train.loop import CheckpointError, train
+from companion.store.results import CheckpointError
+from companion.train.loop import train
 
 # A tiny run: synthetic task, 256 training images (+64 validation), batch 64 -> 4 steps/epoch.
 TINY = dict(model="s-conv", alpha=2, epochs=2, dataset="synthetic", subset=256, val_size=64,

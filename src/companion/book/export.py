@@ -5,7 +5,7 @@ sparse-execution chapter reads (:func:`companion.book.weight_tables.weights_need
 from __future__ import annotations
 
 from companion.book.labels import run_label
-from companion.book.weight_tables import sparse_runs, weights_needed
+from companion.book import weight_tables
 from companion.experiments import profiles
 from companion.experiments.profiles import PROFILE_NAMES
 from companion.experiments.runs import results_dir
@@ -30,8 +30,8 @@ def add_cli(subparsers) -> None:
 def _cli(args) -> int:
     prof = profiles.get(args.profile)
     root = results_dir(prof, args.results_dir)
-    runs = sparse_runs(prof, root)
-    needed = {k: r for k, r in runs.items() if weights_needed(r)}
+    runs = weight_tables.sparse_runs(prof, root)
+    needed = {k: r for k, r in runs.items() if weight_tables.weights_needed(r)}
     sizes = store_weights(needed.values(), max_bytes=int(args.max_mib * 2**20))
     for key, run in runs.items():
         if key in needed:

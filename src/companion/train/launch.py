@@ -39,7 +39,7 @@ import submitit
 from companion.config import TrainConfig
 from companion.store import results
 from companion.train.launch_options import LaunchOptions, SLURM_TIME, launch_options, parse_time
-from companion.train.loop import train
+from companion.train import loop
 from companion.train.progress import RunWatcher
 
 #: states of :func:`status`
@@ -70,7 +70,7 @@ class TrainJob(submitit.helpers.Checkpointable):
             torch.set_num_threads(self.threads)
         run_id = config.run_id()
         try:
-            train(config, root=self.root, resume=True, progress=self.progress)
+            loop.train(config, root=self.root, resume=True, progress=self.progress)
         except Exception as exc:
             if isinstance(exc, results.RunLocked):
                 return {"run_id": run_id, "state": "locked", "holder": _holder(Path(self.root) / run_id)}
