@@ -1,6 +1,6 @@
-"""The runs behind each table and figure, at a scale profile: what each chapter needs, as
-:class:`~companion.config.TrainConfig` lists. Nothing here trains except :func:`ensure` and
-:func:`train_missing`, which say so; listing never trains.
+"""The runs behind each table and figure of the paper, at a scale profile, as
+:class:`~companion.config.TrainConfig` lists, and which of them are finished in the results store.
+Nothing here trains (:mod:`companion.experiments.stages` does).
 
 =====================  ==================================================================
 artifact               runs
@@ -16,9 +16,10 @@ Figure 5               ResNet18 with each kernel size, SGD vs β-LASSO, short
 permutation            Table 2's S-* runs again on pixel-permuted images, long
 =====================  ==================================================================
 
-Stage 1 (:func:`stage1`) needs no selection; stage 2 (:func:`stage2`: Table 2's β-LASSO rows
-and S-FC SGD row, their seeds, Figure 5's β-LASSO runs, the permuted chosen runs) is listed
-from the finished searches (:mod:`companion.experiments.search`). Runs are keyed by :class:`RunKey`; their labels come from
+Stage 1 (:func:`companion.experiments.stages.stage1`) needs no selection; stage 2
+(:func:`companion.experiments.stages.stage2`: Table 2's β-LASSO rows and S-FC SGD row, their
+seeds, Figure 5's β-LASSO runs, the permuted chosen runs) is listed from the finished searches
+(:mod:`companion.experiments.search`). Runs are keyed by :class:`RunKey`; their labels come from
 :func:`companion.book.labels.run_label`.
 """
 

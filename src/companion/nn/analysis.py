@@ -1,4 +1,6 @@
-"""Analysis of trained models: non-zero weights per layer (Section 4.1, Figure 3)."""
+"""What one network shows: its non-zero weights per layer (Section 4.1, Figure 3), its first-layer
+filters and their locality, Theorem 2's description-length bound, and the small statistics the
+chapters apply to them (rank correlation, random placement, when a curve settles)."""
 
 from __future__ import annotations
 
