@@ -1,30 +1,26 @@
-"""Figures and captioned tables of the book, drawn from the package's outputs.
+"""Figures and formatted tables of chapters 00–05, drawn from the package's outputs.
 
 - :func:`figure1`: Figure 1 (right panel), parameters vs base channels α and vs image size s.
 - :func:`layer_comparison`: Tables 3 / 4, exact per-layer counts beside the paper's formulas.
 - :func:`table1_comparison`: Table 1's "#param (M)" columns, ours beside the paper's.
-- :class:`BookTable`: a table with a numbered caption in the book (a MyST ``{table}``), shown
-  as plain HTML with its caption in Jupyter.
 
 Nothing here computes a result; the numbers come from :mod:`companion.nn.params`.
 """
 
 from __future__ import annotations
 
-import html
 import math
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from companion.book.booktable import DIFFERS, format_count
 from companion.book.labels import model_label, number
 from companion.checks import require_columns
 
 #: Figure 1's six networks: colour by connectivity, line style by depth (D solid, S dashed).
 _COLOURS = {"conv": "tab:blue", "local": "tab:orange", "fc": "tab:red"}
 _STYLES = {"d": ("-", "o"), "s": ("--", "s")}
-#: Marks a paper entry that differs from our exact weight count (explained in the caption).
-DIFFERS = "†"
 
 
 def figure1(scaling: pd.DataFrame) -> Figure:
@@ -61,13 +57,6 @@ def figure1(scaling: pd.DataFrame) -> Figure:
     ax_alpha.set_ylabel("number of parameters")
     ax_alpha.legend(ncols=2, fontsize="small", frameon=False)
     return fig
-
-
-def format_count(value) -> str:
-    """Exact count with thousands separators; NaN (no paper entry) as an em dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{round(value):,}"
 
 
 def layer_comparison(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -121,53 +110,6 @@ def table1_comparison(table1: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns[2:]:
         out[col] = out[col].map(lambda v: f"{v:,.2f}")
     return out
-
-
-class BookTable:
-    """A table with a caption: a numbered MyST ``{table}`` in the book, HTML in Jupyter.
-
-    The book prefers the ``text/markdown`` representation (``_config.yml`` raises its MIME
-    priority and parses it as MyST); Jupyter shows ``text/html``; ``repr`` is plain text, so
-    notebook regression tests compare the values, not memory addresses.
-    """
-
-    def __init__(self, frame: pd.DataFrame, caption: str, name: str):
-        if not name.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(f"table name {name!r} must be letters, digits, '-' or '_' (a label)")
-        self.frame, self.caption, self.name = frame, caption, name
-
-    def _cells(self) -> list[list[str]]:
-        return [[str(v) for v in row] for row in self.frame.itertuples(index=False)]
-
-    def _repr_markdown_(self) -> str:
-        def row(cells):
-            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-        header = [str(c) for c in self.frame.columns]
-        align = ["---" if self.frame[c].map(_is_text).any() else "--:" for c in self.frame.columns]
-        # a colon fence: a backtick fence's info string may not hold the backticks of a role
-        lines = [f":::{{table}} {self.caption}", f":name: {self.name}", "",
-                 row(header), "| " + " | ".join(align) + " |"]
-        lines += [row(cells) for cells in self._cells()]
-        lines.append(":::")
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        caption = f"<p><strong>Table ({html.escape(self.name)}).</strong> {html.escape(self.caption)}</p>"
-        return caption + self.frame.to_html(index=False, escape=True)
-
-    def __repr__(self) -> str:
-        return f"{self.name}: {self.caption}\n{self.frame.to_string(index=False)}"
-
-
-def _is_text(value) -> bool:
-    """True for a cell that is not a number (left-aligned in the table)."""
-    text = str(value).replace(",", "").replace(DIFFERS, "").strip()
-    try:
-        float(text)
-    except ValueError:
-        return text not in ("—", "")
-    return False
 
 
 # ------------------------------------------------------------------ chapters 00, 02–05

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from companion.book.figures import format_count
+from companion.book.booktable import format_count
 from companion.book.labels import number
 from companion.book.weight_captions import stand_in_note
 from companion.book.weight_tables import STAND_IN

@@ -5,7 +5,7 @@
   images on the input grid (Figures 4, 7–9, and chapter 10's permuted filters).
 - :func:`mdl_figure`: description length against test accuracy, Theorem 2's bound (chapter 8).
 - :func:`locality_figure`, :func:`locality_histogram`: the first layer's locality (chapter 9).
-- ``*_frame``: the chapters' tables, formatted for :class:`companion.book.figures.BookTable`.
+- ``*_frame``: the chapters' tables, formatted for :class:`companion.book.booktable.BookTable`.
 
 Nothing here computes a result: the numbers come from :mod:`companion.book.tables` and
 :mod:`companion.nn.analysis`.
@@ -21,7 +21,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from companion.book.claims import NOISE_SE
-from companion.book.figures import format_count
+from companion.book.booktable import format_count
 from companion.checks import require_columns
 
 #: reference networks' colours (the book's: CONV blue, LOCAL orange, FC red)

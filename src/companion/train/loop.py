@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from companion import __version__
 from companion.config import TrainConfig
 from companion.data.augment import make_augment, normalize
 from companion.data.datasets import batches, load_data
@@ -426,8 +427,6 @@ def _save_arrays(loop: _Loop, path: Path, recorder: Recorder):
 def summary(loop: _Loop, metrics: list[dict], wall: float, resumed_at: list[int], first: str,
             filters: torch.Tensor, units: torch.Tensor) -> dict:
     """summary.json: final and best-validation numbers, non-zeros, provenance."""
-    import companion
-
     job = loop.job
     config = job.config
     last = metrics[-1]
@@ -443,7 +442,7 @@ def summary(loop: _Loop, metrics: list[dict], wall: float, resumed_at: list[int]
         "nonzeros": last["nonzeros"], "params": last["params"],
         "total_nonzeros": sum(last["nonzeros"].values()), "total_weights": sum(last["params"].values()),
         "wall_time_s": wall, "resumed_at": resumed_at,
-        "package_version": companion.__version__, "git_commit": git_commit(),
+        "package_version": __version__, "git_commit": git_commit(),
         "torch_version": torch.__version__, "device_used": str(job.device),
         "device_name": device_name(job.device), "precision_used": job.precision,
         "world_size": job.group.world_size, "dataset": loop.data.fingerprint,
