@@ -4,7 +4,7 @@ Both sides run the full training augmentation of Appendix A.2 (Lim et al. 2019) 
 uint8 images: policy (one sub-policy per image, each op fires with its probability) -> random crop
 (padding 4) + horizontal flip -> normalisation -> Cutout 16. The per-image side is the way the
 authors' code runs it (PIL ops image by image, ``tests/augment_reference.py``); the batched
-side is ``companion.augment.make_augment("fast-autoaugment", ...)``. Both use one CPU thread by
+side is ``companion.data.augment.make_augment("fast-autoaugment", ...)``. Both use one CPU thread by
 default (``--threads``), so the ratio measures the batching, not parallelism.
 
     .venv/bin/python benchmarks/bench_augment.py [--images 2048] [--batch 512] [--device cpu]
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from companion import augment
+from companion.data import augment, fast_autoaugment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the PIL reference lives with the tests
 from augment_reference import pil_op  # noqa: E402
@@ -41,9 +41,9 @@ def per_image_pipeline(
         img = Image.fromarray(img_array)
         for name, prob, level in rng.choice(policy):
             if rng.random() < prob:
-                low, high = augment.OP_RANGES[name]
+                low, high = fast_autoaugment.OP_RANGES[name]
                 v = level * (high - low) + low
-                if name in augment.SIGNED_OPS and rng.random() < 0.5:
+                if name in fast_autoaugment.SIGNED_OPS and rng.random() < 0.5:
                     v = -v
                 img = pil_op(img, name, v, rng)
         a = np.pad(np.asarray(img), ((4, 4), (4, 4), (0, 0)))
@@ -81,7 +81,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x_nhwc = rng.integers(0, 256, size=(args.images, 32, 32, 3), dtype=np.uint8)
     x = torch.from_numpy(x_nhwc).permute(0, 3, 1, 2).contiguous().to(args.device)
-    policy = augment.load_policy(augment.POLICY_FOR[args.dataset])
+    policy = fast_autoaugment.load_policy(augment.POLICY_FOR[args.dataset])
     batched_aug = augment.make_augment("fast-autoaugment", args.dataset)
     gen = torch.Generator(device=args.device).manual_seed(0)
 

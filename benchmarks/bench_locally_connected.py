@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from companion.layers import LocallyConnected2d
+from companion.nn.layers import LocallyConnected2d
 
 CASES = {
     # name: (in, out, size, k, stride, padding, input_requires_grad)

@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from companion.augment import make_augment
-from companion.models import build_model
+from companion.data.augment import make_augment
+from companion.nn.models import build_model
 from companion.optim import BetaLasso, lasso_param_groups
-from companion.device import autocast
-from companion.training import optimizer_step
+from companion.train.device import autocast
+from companion.train.loop import optimizer_step
 
 
 def matmul_flops_per_image(model: nn.Module, first_needs_input_grad: bool = False) -> float:

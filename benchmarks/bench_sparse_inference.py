@@ -1,7 +1,7 @@
-"""CPU inference of S-FC: dense eval model vs :func:`companion.sparse.to_sparse` (Section 5).
+"""CPU inference of S-FC: dense eval model vs :func:`companion.nn.sparse.to_sparse` (Section 5).
 
 Part 1 (per layer): S-FC's first layer (3072 -> 256α) magnitude-pruned to each density, timed in
-every layout of ``companion.sparse`` (the "auto" threshold comes from here).
+every layout of ``companion.nn.sparse`` (the "auto" threshold comes from here).
 Part 2 (whole model): S-FC α with ``conv1.layer`` pruned to density d, ``fc1.layer`` to 2d and
 ``fc2`` dense (Figure 3's pattern), random batch-norm statistics; images/s and memory of the
 dense eval model vs its ``to_sparse(layout="auto")`` export, on the same batch, interleaved,
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from companion.models import build_model
-from companion.sparse import (BATCH_BLOCK, LAYOUTS, SparseLinear, agreement, density_report, memory_bytes, timed,
+from companion.nn.models import build_model
+from companion.nn.sparse import (BATCH_BLOCK, LAYOUTS, SparseLinear, agreement, density_report, memory_bytes, timed,
                               to_sparse)
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -53,8 +53,8 @@ def pruned_s_fc(alpha: int, density: float, gen: torch.Generator) -> torch.nn.Mo
 
 def load_run(run_dir: Path) -> torch.nn.Module:
     """The trained model of a results-store run directory (config.json + checkpoint.pt)."""
-    from companion.results import load_run as read_run
-    from companion.artifacts import load_model
+    from companion.store.results import load_run as read_run
+    from companion.store.artifacts import load_model
 
     run = read_run(run_dir)
     model = load_model(run)

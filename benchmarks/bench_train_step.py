@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from companion.models import build_model
+from companion.nn.models import build_model
 from companion.optim import BetaLasso, lasso_param_groups
 
 

@@ -1,10 +1,10 @@
 """Per-image Pillow reference of the Fast AutoAugment ops (Lim et al. 2019).
 
-The slow, independent reference that the batched ops of :mod:`companion.augment` are tested
+The slow, independent reference that the batched ops of :mod:`companion.data.augment` are tested
 against (tests/test_augment.py) and timed against (benchmarks/bench_augment.py): one PIL image
 and one magnitude at a time, the way the authors' code applies the AutoAugment ops (Cubuk et
 al. 2019). Values ``v`` are magnitudes after the level mapping and sign flip (see
-:data:`companion.augment.OP_RANGES`). Pillow is imported here only, not by ``companion``.
+:data:`companion.data.fast_autoaugment.OP_RANGES`). Pillow is imported here only, not by ``companion``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import random
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from companion.augment import CUTOUT_FILL
+from companion.data.fast_autoaugment import CUTOUT_FILL
 
 ENHANCE = {
     "Contrast": ImageEnhance.Contrast,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from companion import build_model
-from companion.analysis import first_layer_filters, locality, reference_locality, theorem2
+from companion.nn.analysis import first_layer_filters, locality, reference_locality, theorem2
 
 
 def test_locality_of_constructed_filters():
@@ -63,7 +63,7 @@ def test_theorem2_terms_by_hand():
 
 
 def test_random_placement_null_spreads_few_weights_over_the_grid():
-    from companion.analysis import random_placement_locality
+    from companion.nn.analysis import random_placement_locality
 
     counts = torch.tensor([0, 1, 3, 20, 3072])
     null = random_placement_locality(counts, seed=1)
@@ -79,7 +79,7 @@ def test_random_placement_null_spreads_few_weights_over_the_grid():
 
 
 def test_settled_epoch_finds_when_a_series_stops_moving():
-    from companion.analysis import settled_epoch
+    from companion.nn.analysis import settled_epoch
 
     assert settled_epoch([10, 8, 5, 4.1, 4.05, 4.0], tolerance=0.2) == 3
     assert settled_epoch([4, 4, 4], tolerance=0.0) == 0

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from companion import artifacts, build_model
-from companion.artifacts import pack_state, unpack_state
+from companion import build_model
+from companion.store import artifacts
+from companion.store.artifacts import pack_state, unpack_state
 
 
 def test_pack_round_trip_is_exact_and_sparse_where_sparse():
@@ -33,7 +34,7 @@ def test_unknown_entry_is_one_clear_error():
 
 def test_trained_network_prefers_checkpoint_then_weights_then_errors(tmp_path):
     from companion.config import TrainConfig
-    from companion.training import train
+    from companion.train.loop import train
 
     config = TrainConfig(model="3-fc", alpha=8, epochs=1, dataset="synthetic", batch_size=64,
                          subset=128, val_size=64, track_every=1)
@@ -52,7 +53,7 @@ def test_trained_network_prefers_checkpoint_then_weights_then_errors(tmp_path):
 
 def test_store_weights_refuses_to_exceed_the_budget(tmp_path):
     from companion.config import TrainConfig
-    from companion.training import train
+    from companion.train.loop import train
 
     config = TrainConfig(model="3-fc", alpha=8, epochs=1, dataset="synthetic", batch_size=64, subset=128, val_size=64)
     run = train(config, root=tmp_path, progress=False)
@@ -63,7 +64,7 @@ def test_store_weights_refuses_to_exceed_the_budget(tmp_path):
 
 def test_weights_source_and_untrained_stand_in(tmp_path):
     from companion.config import TrainConfig
-    from companion.training import train
+    from companion.train.loop import train
 
     config = TrainConfig(model="3-fc", alpha=8, epochs=1, dataset="synthetic", batch_size=64, subset=128, val_size=64)
     run = train(config, root=tmp_path, progress=False)
@@ -86,8 +87,8 @@ def _cli_runs(tmp_path):
     """Two finished runs keyed like Table 2's rows: β-LASSO with a threshold βλ above every initial
     weight (its export is sparse) and SGD (dense)."""
     from companion.config import TrainConfig
-    from companion.runs import S_FC_SGD, lasso_key
-    from companion.training import train
+    from companion.experiments.runs import S_FC_SGD, lasso_key
+    from companion.train.loop import train
 
     base = dict(model="3-fc", alpha=8, epochs=1, dataset="synthetic", batch_size=64, subset=128, val_size=64)
     sparse = train(TrainConfig(**base, optimizer="beta-lasso", lam=1e-2, beta=50), root=tmp_path, progress=False)
@@ -96,7 +97,8 @@ def _cli_runs(tmp_path):
 
 
 def test_weights_command_stores_the_sparse_runs_only_within_budget(tmp_path, monkeypatch, capsys):
-    from companion import cli, tables_weights
+    from companion import cli
+    from companion.book import weight_tables as tables_weights
 
     runs = _cli_runs(tmp_path)
     monkeypatch.setattr(tables_weights, "sparse_runs", lambda p, root: runs)

@@ -1,4 +1,4 @@
-"""Batched augmentation (companion.augment) against per-image references (PIL, numpy)."""
+"""Batched augmentation (companion.data.augment) against per-image references (PIL, numpy)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from companion import augment
-from companion.augment import (
-    AUGMENTATIONS,
-    OPS,
-    FastAutoAugment,
-    apply_op,
-    crop_flip,
-    cutout,
-    make_augment,
-    normalize,
-)
+from companion.data import augment, fast_autoaugment
+from companion.data.augment import AUGMENTATIONS, crop_flip, make_augment, normalize
+from companion.data.fast_autoaugment import OPS, FastAutoAugment, apply_op, cutout
 from augment_reference import pil_cutout, pil_op  # tests/augment_reference.py: the PIL oracle
-from companion.data import DATASETS
+from companion.data.files import DATASETS
 
 
 
@@ -50,10 +42,10 @@ def _to_numpy(x: torch.Tensor) -> np.ndarray:
 
 def _values(name: str, n: int, seed: int) -> np.ndarray:
     """Magnitudes over the op's whole range (signed ops: both signs), one per image."""
-    low, high = augment.OP_RANGES[name]
+    low, high = fast_autoaugment.OP_RANGES[name]
     levels = np.random.default_rng(seed).uniform(0, 1, n)
     v = levels * (high - low) + low
-    if name in augment.SIGNED_OPS:
+    if name in fast_autoaugment.SIGNED_OPS:
         v[::2] *= -1
     return v
 
@@ -83,7 +75,7 @@ def test_op_matches_pil(name):
     assert got.shape == want.shape
     if name in EXACT:
         np.testing.assert_array_equal(got, want)
-    elif name in augment.GEOMETRIC_OPS:
+    elif name in fast_autoaugment.GEOMETRIC_OPS:
         assert (got == want).all(-1).mean() >= 0.999
         assert not np.array_equal(got, x.astype(int)), "the op changed nothing"
     else:
@@ -112,7 +104,7 @@ def test_cutout_op_matches_pil_rectangle():
         ref = pil_cutout(Image.fromarray(img), v, cy, cx)
         np.testing.assert_array_equal(out, np.asarray(ref))
     # unclipped square of side 6 at the centre: exactly 36 pixels of the fill colour changed
-    changed = (got[0] != x[0]).any(-1) & (got[0] == augment.CUTOUT_FILL).all(-1)
+    changed = (got[0] != x[0]).any(-1) & (got[0] == fast_autoaugment.CUTOUT_FILL).all(-1)
     assert changed.sum() == 36
 
 
@@ -210,12 +202,12 @@ def test_cifar10_stats_agree_with_bit_exact_images():
 
 def test_policy_resource_is_the_published_data():
     for name, size in (("fa_reduced_cifar10", 493), ("fa_reduced_svhn", 497)):
-        policy = augment.load_policy(name)
+        policy = fast_autoaugment.load_policy(name)
         assert len(policy) == size
         assert all(len(sp) == 2 and all(op[0] in OPS for op in sp) for sp in policy)
     # "On average about one operation fires per image" (README of the transcription)
-    for name in augment.POLICIES:
-        fires = np.mean([sum(op[1] for op in sp) for sp in augment.load_policy(name)])
+    for name in fast_autoaugment.POLICIES:
+        fires = np.mean([sum(op[1] for op in sp) for sp in fast_autoaugment.load_policy(name)])
         assert 0.8 < fires < 1.2
 
 
@@ -225,7 +217,7 @@ def test_ops_fire_with_their_probability():
     faa = FastAutoAugment("fa_reduced_cifar10")
     n = 20000
     draw = faa.sample(n, 32, 32, torch.Generator().manual_seed(1), "cpu")
-    policy = augment.load_policy("fa_reduced_cifar10")
+    policy = fast_autoaugment.load_policy("fa_reduced_cifar10")
     for j in range(2):
         for t, name in enumerate(OPS):
             p = sum(sp[j][1] for sp in policy if sp[j][0] == name) / len(policy)
@@ -235,8 +227,8 @@ def test_ops_fire_with_their_probability():
     counts = torch.bincount(draw.subpolicy, minlength=len(faa)).float()
     assert counts.min() > 10 and counts.max() < 80
     # sign flips of signed ops are ~50/50
-    signed = torch.tensor([OPS[o] in augment.SIGNED_OPS for o in draw.op[:, 0].tolist()])
-    low = torch.tensor([augment.OP_RANGES[OPS[o]][0] for o in draw.op[:, 0].tolist()])
+    signed = torch.tensor([OPS[o] in fast_autoaugment.SIGNED_OPS for o in draw.op[:, 0].tolist()])
+    low = torch.tensor([fast_autoaugment.OP_RANGES[OPS[o]][0] for o in draw.op[:, 0].tolist()])
     negative = (draw.value[:, 0][signed] < 0).float().mean().item()
     assert 0.45 < negative < 0.55
     assert (draw.value[:, 0][~signed] >= low[~signed]).all()
@@ -276,7 +268,7 @@ def test_bad_inputs_raise_one_clear_error():
     with pytest.raises(ValueError, match="torch.Generator"):
         make_augment("flip-crop", "cifar10")(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), 0)
     with pytest.raises(ValueError, match="unknown policy"):
-        augment.load_policy("fa_reduced_imagenet")
+        fast_autoaugment.load_policy("fa_reduced_imagenet")
     with pytest.raises(ValueError, match="bad policy operation"):
         FastAutoAugment([[["Blur", 0.5, 0.5]]])
     with pytest.raises(ValueError, match="unknown operation"):

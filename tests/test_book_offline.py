@@ -17,7 +17,7 @@ At smoke the data is synthetic (generated, never read), so what this checks is t
 chapter does not look for a dataset at all. Chapter 11 (sparse execution), the one that needs
 trained networks, is run on a store where Table 2's β-LASSO runs with β > 0 have their compact
 ``weights.npz`` and no checkpoint (the situation of a fresh clone): they are trained again into
-the copy, their weights stored with :func:`companion.artifacts.store_weights`, their checkpoints
+the copy, their weights stored with :func:`companion.store.artifacts.store_weights`, their checkpoints
 deleted. Every chapter in ``notebooks/`` is run (1.5–2 minutes on a 2-core machine busy training).
 """
 
@@ -110,9 +110,10 @@ def _offline_env(tmp: Path) -> dict[str, str]:
 def _smoke_store_with_compact_weights(results: Path) -> list:
     """A copy of the committed smoke store in which chapter 11's β-LASSO runs with β > 0 hold
     ``weights.npz`` and no checkpoint; returns those runs."""
-    from companion import artifacts, profiles
-    from companion.tables_weights import sparse_runs
-    from companion.training import train
+    from companion.experiments import profiles
+    from companion.store import artifacts
+    from companion.book.weight_tables import sparse_runs
+    from companion.train.loop import train
 
     p = profiles.get("smoke")
     store = results / p.name

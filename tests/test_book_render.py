@@ -88,7 +88,7 @@ def built_book(tmp_path_factory) -> Path:
     shutil.copytree(ROOT / "book", src / "book",
                     ignore=shutil.ignore_patterns("*.ipynb", "*.failed", "_build"))
     run = subprocess.run(
-        [sys.executable, "-c", "from companion.reproduce import reproduce; "
+        [sys.executable, "-c", "from companion.book.reproduce import reproduce; "
          "reproduce('smoke', progress=False)"],
         cwd=src, capture_output=True, text=True, timeout=600,
     )

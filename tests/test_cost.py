@@ -6,7 +6,7 @@ import pytest
 
 from companion import count_params
 from companion.config import TrainConfig
-from companion.cost import Throughput, forward_macs, gpu_hours, training_flops
+from companion.experiments.cost import Throughput, forward_macs, gpu_hours, training_flops
 
 
 def test_fc_networks_do_one_mac_per_weight():

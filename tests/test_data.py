@@ -1,4 +1,4 @@
-"""companion.data: file formats (npz folder, official CIFAR / SVHN files), splits, errors."""
+"""companion.data.datasets: file formats (npz folder, official CIFAR / SVHN files), splits, errors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from companion import data
-from companion.data import DATASETS, batches, load_data, make_synthetic
+from companion.data import datasets as data
+from companion.data.datasets import batches, load_data, make_synthetic
+from companion.data.files import DATASETS
+from companion.data import permutation
 
 
 
@@ -287,18 +289,18 @@ def test_bad_split_arguments(tmp_path, kwargs, message):
 def test_pixel_permutation_is_one_fixed_permutation():
     # recover the permutation from one image whose 1024 positions carry distinct values
     probe = torch.arange(1024).view(1, 1, 32, 32)
-    p = data.permute(probe, 7).flatten()
+    p = permutation.permute(probe, 7).flatten()
     assert not torch.equal(p, torch.arange(1024)) and torch.equal(p.sort().values, torch.arange(1024))
-    assert torch.equal(p, data.pixel_order(7, 32, 32))
+    assert torch.equal(p, permutation.pixel_order(7, 32, 32))
     x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-    moved = data.PixelPermutation(7, 32, 32)(x)
+    moved = permutation.PixelPermutation(7, 32, 32)(x)
     assert torch.equal(moved.flatten(2), x.flatten(2)[:, :, p])  # all channels moved together
-    assert torch.equal(data.permute(x.float(), 7), moved.float())  # any dtype
-    assert not torch.equal(data.permute(x, 8), moved)
+    assert torch.equal(permutation.permute(x.float(), 7), moved.float())  # any dtype
+    assert not torch.equal(permutation.permute(x, 8), moved)
     with pytest.raises(ValueError, match="for N×C×32×32 batches, got shape"):
-        data.PixelPermutation(7, 32, 32)(torch.zeros(2, 3, 28, 28))
+        permutation.PixelPermutation(7, 32, 32)(torch.zeros(2, 3, 28, 28))
     with pytest.raises(ValueError, match="permute_pixels must be an integer"):
-        data.pixel_order(1.5, 32, 32)
+        permutation.pixel_order(1.5, 32, 32)
 
 
 # --------------------------------------------------------------------------- synthetic

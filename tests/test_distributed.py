@@ -1,4 +1,4 @@
-"""Tests for companion.distributed: one run on two CPU processes (torchrun, gloo) is the
+"""Tests for companion.train.distributed: one run on two CPU processes (torchrun, gloo) is the
 single-process run (same run id, same numbers, weights within 1e-5), also after a SIGKILL."""
 
 import json
@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from companion import results
+from companion.store import results
 from companion.config import TrainConfig
-from companion.distributed import GlooSyncBatchNorm, Group
-from companion.training import train
+from companion.train.distributed import GlooSyncBatchNorm, Group
+from companion.train.loop import train
 
 # batch 63 over 2 ranks: shards of 32 and 31 rows (the uneven case); β-LASSO acts on the
 # all-reduced gradient; s-conv has BatchNorm2d and BatchNorm1d (synchronised over ranks)

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from companion import build_model, embed
-from companion.embedding import dense_from_local
-from companion.layers import LocallyConnected2d
+from companion.nn.embedding import dense_from_local
+from companion.nn.layers import LocallyConnected2d
 
 
 def _randomise_batchnorm(model):

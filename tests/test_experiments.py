@@ -2,15 +2,16 @@
 
 import pytest
 
-from companion import captions, experiments, profiles, runs, search
-from companion.params import count_params
+from companion.book import labels, tables
+from companion.experiments import profiles, runs, search, stages
+from companion.nn.params import count_params
 
 
 def test_profiles_are_defined_once_and_validated():
     assert profiles.PROFILE_NAMES == ("smoke", "cpu", "paper")
     paper = profiles.get("paper")
-    assert experiments.table1_alphas(paper)["s-conv"] == 150  # Section 2.2's 256 M budget
-    assert experiments.table1_alphas(paper)["d-conv"] == 15
+    assert runs.table1_alphas(paper)["s-conv"] == 150  # Section 2.2's 256 M budget
+    assert runs.table1_alphas(paper)["d-conv"] == 15
     assert profiles.get("cpu", data_root="/x").data_root == "/x"
     with pytest.raises(ValueError, match="unknown profile 'gpu'"):
         profiles.get("gpu")
@@ -20,7 +21,7 @@ def test_profiles_are_defined_once_and_validated():
 
 def test_search_grid_and_table1_configs():
     p = profiles.get("cpu")
-    search = experiments.search_configs(p)
+    search = runs.search_configs(p)
     assert len(search) == len(p.betas) * len(p.lambdas) * len(p.lam_first_factors)
     assert {c.epochs for c in search} == {p.epochs_long}  # selected at the length it is reported at
     sgd = runs.sgd_search_configs(p)
@@ -29,7 +30,7 @@ def test_search_grid_and_table1_configs():
     with pytest.raises(ValueError, match="search_length"):
         profiles.get("cpu", search_length="medium")
     assert all(c.optimizer == "beta-lasso" and c.model == "s-fc" and c.val_size == p.val_size for c in search)
-    t1 = experiments.table1_configs(p)
+    t1 = runs.table1_configs(p)
     assert len(t1) == 14 and {c.epochs for c in t1} == {p.epochs_short, p.epochs_long}
     for c in t1:  # every FC counterpart reaches the common budget
         fc = "3-fc" if c.model == "3-fc" else c.model[0] + "-fc"
@@ -42,15 +43,15 @@ def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeyp
         search.lasso_search(p, tmp_path)  # listing never trains: one error naming every missing run
     assert str(missing.value).count("s-fc") == len(runs.search_configs(p))
     with pytest.raises(runs.MissingRunsError):
-        runs.stage2(p, tmp_path)  # stage 2 is listed from the finished search
-    runs.ensure(runs.search_configs(p) + runs.sgd_search_configs(p), tmp_path, progress=False)
+        stages.stage2(p, tmp_path)  # stage 2 is listed from the finished search
+    stages.ensure(runs.search_configs(p) + runs.sgd_search_configs(p), tmp_path, progress=False)
     found = search.lasso_search(p, tmp_path)
     assert len(found) == len(runs.search_configs(p))
     best = search.best_lasso(p, tmp_path)
     top = found.sort_values(["val_acc", "lam"], ascending=[False, True]).iloc[0]
     assert best["beta"] == top["beta"]  # chosen by validation accuracy, not test
     # everything is cached now: a second call trains nothing
-    from companion import training
+    from companion.train import loop as training
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was retrained")
@@ -61,19 +62,19 @@ def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeyp
     sgd_found = search.sgd_search(p, tmp_path)
     top_sgd = sgd_found.sort_values(["val_acc", "weight_decay"], ascending=[False, True]).iloc[0]
     assert search.sgd_choice(p, tmp_path)["momentum"] == top_sgd["momentum"]  # SGD chosen on validation too
-    stage2 = runs.stage2(p, tmp_path)  # chosen rows, their seeds and permuted copies, Figure 5's β-LASSO
-    assert not {c.run_id() for c in stage2} & {c.run_id() for c in runs.stage1(p)}
+    stage2 = stages.stage2(p, tmp_path)  # chosen rows, their seeds and permuted copies, Figure 5's β-LASSO
+    assert not {c.run_id() for c in stage2} & {c.run_id() for c in stages.stage1(p)}
     seeded = {(c.model, c.optimizer) for c in stage2 if c.seed == p.seeds[1]}
     assert seeded == {("s-fc", "sgd"), ("s-fc", "beta-lasso")}  # S-CONV/S-LOCAL seeds are in stage 1
     assert any(c.model == "resnet18" and c.optimizer == "beta-lasso" for c in stage2)
 
 
 def test_run_labels_come_from_the_key():
-    assert captions.run_label(runs.S_FC_SGD) == "S-FC, SGD"
-    assert captions.run_label(runs.lasso_key(1)) == "S-FC, β-LASSO (β=1)"
-    assert captions.run_label(runs.BEST_LASSO) == "S-FC, β-LASSO (best β on validation)"
-    assert captions.run_label(runs.lasso_key(50), with_model=False) == "β-LASSO (β=50)"
-    assert captions.model_label("resnet18") == "ResNet18" and captions.model_label("3-fc") == "3-FC"
+    assert labels.run_label(runs.S_FC_SGD) == "S-FC, SGD"
+    assert labels.run_label(runs.lasso_key(1)) == "S-FC, β-LASSO (β=1)"
+    assert labels.run_label(runs.BEST_LASSO) == "S-FC, β-LASSO (best β on validation)"
+    assert labels.run_label(runs.lasso_key(50), with_model=False) == "β-LASSO (β=50)"
+    assert labels.model_label("resnet18") == "ResNet18" and labels.model_label("3-fc") == "3-FC"
 
 
 def test_fewest_params_to_fit():
@@ -81,7 +82,7 @@ def test_fewest_params_to_fit():
 
     df = pd.DataFrame({"model": ["a", "a", "b"], "params": [10, 100, 50],
                        "train_acc": [60.0, 90.0, 70.0], "test_acc": [50.0, 55.0, 65.0]})
-    out = experiments.fewest_params_to_fit(df, 80.0).set_index("model")
+    out = tables.fewest_params_to_fit(df, 80.0).set_index("model")
     assert out.loc["a", "min_params"] == 100 and out.loc["a", "best_test_acc"] == 55.0
     assert out.loc["b", "min_params"] != out.loc["b", "min_params"]  # NaN: never reaches 80 %
 
@@ -89,18 +90,18 @@ def test_fewest_params_to_fit():
 def test_experiments_fan_out_checks_options_before_any_stage(tmp_path):
     import pytest
 
-    from companion import profiles, runs
+    from companion.experiments import profiles
 
     with pytest.raises(ValueError, match="time"):
-        runs.train_missing(profiles.get("smoke"), tmp_path, executor="slurm", time="abc")
+        stages.train_missing(profiles.get("smoke"), tmp_path, executor="slurm", time="abc")
     assert not any(tmp_path.iterdir())  # nothing trained or submitted
 
 
 def test_experiments_executor_with_every_run_finished_submits_nothing():
-    from companion import profiles, runs
+    from companion.experiments import profiles, runs
 
     p = profiles.get("smoke")
-    before = {c.run_id() for c in runs.stage1(p)}
-    done = runs.train_missing(p, None, executor="local")  # the committed smoke store is complete
+    before = {c.run_id() for c in stages.stage1(p)}
+    done = stages.train_missing(p, None, executor="local")  # the committed smoke store is complete
     assert before <= {r.run_id for r in done}
     assert not (runs.results_dir(p) / ".launch").exists() or not any((runs.results_dir(p) / ".launch").rglob("*.pkl"))

@@ -1,4 +1,4 @@
-"""Tests for companion.launch: one job per unfinished run (serial, submitit local, SLURM), run
+"""Tests for companion.train.launch: one job per unfinished run (serial, submitit local, SLURM), run
 states, and the `companion sweep --executor/--status` command line. CPU only; no SLURM needed."""
 
 import json
@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import submitit
 
-from companion import launch, results
+from companion.store import results
+from companion.train import launch, launch_options
 from companion.cli import main
 from companion.config import TrainConfig
 
@@ -112,7 +113,7 @@ def test_held_runs_are_skipped_and_reported(tmp_path, monkeypatch, capsys):
     def locked_train(config, **kwargs):
         raise RunLocked("held")
 
-    monkeypatch.setattr("companion.training.train", locked_train)
+    monkeypatch.setattr("companion.train.loop.train", locked_train)
     report = launch.train_missing([held, free], tmp_path, progress=False)
     assert list(report.locked) == [held.run_id()] and report.already_finished == [free.run_id()]
 
@@ -129,7 +130,7 @@ def test_job_checkpoint_resubmits_itself():
     (90, 90), ("90", 90), ("1:30", 2), ("02:00:00", 120), ("1-00", 1440), ("2-12:30", 3630), ("1-0:0:1", 1441),
 ])
 def test_parse_time(text, minutes):
-    assert launch.parse_time(text) == minutes
+    assert launch_options.parse_time(text) == minutes
 
 
 @pytest.mark.parametrize("executor, options, message", [
@@ -149,7 +150,7 @@ def test_parse_time(text, minutes):
 ])
 def test_bad_launch_options_are_one_clear_error(executor, options, message):
     with pytest.raises(ValueError, match=message):
-        launch.launch_options(executor, **options)
+        launch_options.launch_options(executor, **options)
 
 
 def test_slurm_without_slurm_is_one_clear_error(tmp_path, monkeypatch):
@@ -191,7 +192,7 @@ def test_slurm_job_array_from_cli_options(tmp_path, monkeypatch, capsys):
                  "--nodes=1", "--ntasks-per-node=1", "--job-name=companion"):
         assert f"#SBATCH {flag}" in lines, flag
     assert any("submitit.core._submit" in line for line in lines)
-    options = launch.launch_options("slurm", gpus_per_job=0, max_requeue=2)
+    options = launch_options.launch_options("slurm", gpus_per_job=0, max_requeue=2)
     executor = launch.slurm_executor(options, tmp_path / "logs")
     assert "gpus_per_node" not in executor.parameters and executor.max_num_timeout == 2
     assert executor.parameters["time"] == 24 * 60  # the default time limit

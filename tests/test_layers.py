@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from companion.layers import LocallyConnected2d
+from companion.nn.layers import LocallyConnected2d
 
 
 def reference_local(x, filters, stride, padding):

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from companion import MODEL_NAMES, build_model
-from companion.layers import LocallyConnected2d
+from companion.nn.layers import LocallyConnected2d
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

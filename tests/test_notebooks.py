@@ -1,5 +1,5 @@
 """The notebooks: committed with smoke-profile outputs that a fresh run reproduces (nbval), and
-``companion.reproduce``, which executes them into the book's chapters (issue #2, item 6)."""
+``companion.book.reproduce``, which executes them into the book's chapters (issue #2, item 6)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from companion import reproduce as rp
+from companion.book import reproduce as rp
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -50,7 +50,7 @@ def test_notebooks_reproduce_committed_outputs():
     assert run.returncode == 0, f"nbval found differences or errors:\n{run.stdout[-8000:]}\n{run.stderr[-2000:]}"
 
 
-# ------------------------------------------------------------------ companion.reproduce
+# ------------------------------------------------------------------ companion.book.reproduce
 def _notebook(path: Path, body: str) -> Path:
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell('profile = "smoke"\nscale = 1', metadata={"tags": ["parameters"]}),

@@ -3,7 +3,7 @@
 import pytest
 
 from companion import alpha_for_budget, count_params, paper_param_count
-from companion.params import PAPER_NETS, layer_table, paper_layer_formulas, scaling, table1_params
+from companion.nn.params import PAPER_NETS, layer_table, paper_layer_formulas, scaling, table1_params
 
 
 @pytest.mark.parametrize("name", PAPER_NETS)

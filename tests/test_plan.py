@@ -2,11 +2,12 @@
 
 import nbformat
 
-from companion import plan, profiles, runs
+from companion.book import chapters, plan
+from companion.experiments import profiles, runs
 from companion.config import TrainConfig
-from companion.cost import Throughput
-from companion.reproduce import dry_run
-from companion.training import train
+from companion.experiments.cost import Throughput
+from companion.book.reproduce import dry_run
+from companion.train.loop import train
 
 
 def test_chapter_plan_counts_finished_and_missing(tmp_path):
@@ -26,7 +27,7 @@ def test_paper_dry_run_lists_every_chapter_without_training(tmp_path, monkeypatc
     monkeypatch.setenv("COMPANION_RESULTS", str(tmp_path))
     text = dry_run("paper")
     p = profiles.get("paper")
-    for chapter in runs.chapter_configs(p, tmp_path / "paper"):
+    for chapter in chapters.chapter_configs(p, tmp_path / "paper"):
         assert chapter in text
     assert "GPU-h" in text and "lower bound" in text
     assert not any(tmp_path.iterdir())  # planning trains nothing

@@ -1,12 +1,13 @@
-"""Figures and formatted tables of chapters 00, 02–05 (companion.plots), on constructed frames."""
+"""Figures and formatted tables of chapters 00, 02–05 (companion.book.figures), on constructed frames."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from companion import paper, plots
-from companion.experiments import TABLE1_MODELS
+from companion import paper
+from companion.book import figures as plots
+from companion.experiments.runs import TABLE1_MODELS
 
 LABELS = dict(short_label="ours, 8 ep.", long_label="ours, 24 ep.",
               paper_short_label="paper, 400 ep., CIFAR-10", paper_long_label="paper, 4000 ep., CIFAR-10")
@@ -165,4 +166,4 @@ def test_claims_and_observations_tables():
 
 def test_model_label_keeps_table_names_and_spells_resnet():
     assert plots.model_label("s-conv") == "S-CONV"
-    assert plots.model_label("resnet18") == "ResNet18"  # the one model_label (companion.captions)
+    assert plots.model_label("resnet18") == "ResNet18"  # the one model_label (companion.book.captions)

@@ -11,9 +11,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from companion import analysis, experiments as E, plots_weights as W
-from companion.data import permute, pixel_order
-from companion.runs import BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, lasso_key
+from companion.book import claims, labels, tables, weight_captions, weight_tables
+from companion.book import weight_figures as W
+from companion.nn import analysis
+from companion.data.permutation import permute, pixel_order, unpermute_filters
+from companion.experiments.runs import BEST_LASSO, PERMUTATION_SEED, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, lasso_key
 
 BEST = BEST_LASSO
 
@@ -21,7 +23,7 @@ BEST = BEST_LASSO
 # ------------------------------------------------------------------ constructed runs
 @dataclass
 class FakeRun:
-    """What the chapter helpers read from a :class:`companion.results.Run`."""
+    """What the chapter helpers read from a :class:`companion.store.results.Run`."""
 
     run_id: str
     config: SimpleNamespace
@@ -79,15 +81,15 @@ def test_unpermute_restores_a_local_filter_and_keeps_responses():
     local[0, :, 4:7, 10:13] = torch.arange(27, dtype=torch.float32).reshape(3, 3, 3) - 13
     local[1, 2, 20, 20] = 1.0
     seen = permute(local, 5)  # the filter a network trained on permuted images needs for the same response
-    back = analysis.unpermute_filters(seen, 5)
+    back = unpermute_filters(seen, 5)
     torch.testing.assert_close(back, local)
     x = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(permute(x, 5).flatten(1) @ seen.flatten(1).T, x.flatten(1) @ local.flatten(1).T)
     # local on the image grid, spread all over the permuted grid
     assert analysis.locality(back)["radius"][0] < 1.5 < 8 < analysis.locality(seen)["radius"][0]
-    np.testing.assert_array_equal(analysis.unpermute_filters(seen.numpy(), 5).numpy(), local.numpy())
+    np.testing.assert_array_equal(unpermute_filters(seen.numpy(), 5).numpy(), local.numpy())
     with pytest.raises(ValueError, match="units × C × H × W"):
-        analysis.unpermute_filters(torch.zeros(3, 32, 32), 5)
+        unpermute_filters(torch.zeros(3, 32, 32), 5)
 
 
 def test_rank_correlation_known_values():
@@ -112,37 +114,37 @@ def test_rank_correlation_known_values():
 
 # ------------------------------------------------------------------ Figure 3
 def test_distinct_runs_merges_the_best_row(table2_runs):
-    keys = list(E.distinct_runs(table2_runs))
+    keys = list(tables.distinct_runs(table2_runs))
     assert keys[-1] == lasso_key(50)._replace(chosen="beta+best") and BEST not in keys
-    assert E.run_label(keys[-1]) == "S-FC, β-LASSO (β=50; best on validation)"
+    assert labels.run_label(keys[-1]) == "S-FC, β-LASSO (β=50; best on validation)"
     assert len(keys) == 5
-    assert [E.run_label(k) for k in E.lasso_runs(table2_runs)] == [
+    assert [labels.run_label(k) for k in tables.lasso_runs(table2_runs)] == [
         "S-FC, β-LASSO (β=0)", "S-FC, β-LASSO (β=50; best on validation)"]
 
 
 def test_nonzeros_curves_references_and_table(table2_runs):
-    curves = E.nonzeros_curves(table2_runs)
+    curves = tables.nonzeros_curves(table2_runs)
     assert len(curves) == 2 * 2 * 3  # runs × epochs × layers
     best = curves[curves["best"]]
     assert set(best["beta"]) == {50.0}
     first = best[best["layer"] == "conv1"].sort_values("epoch")
     assert first["nonzeros"].tolist() == [300, 50] and set(first["weights"]) == {1000}
-    ref = E.layer_references(table2_runs)
+    ref = tables.layer_references(table2_runs)
     assert ref.to_dict("records")[0] == {"layer": "conv1", "S-CONV": 10, "S-LOCAL": 100, "S-FC": 1000}
-    table = E.sparsity_table(table2_runs)
+    table = tables.sparsity_table(table2_runs)
     assert table["S-FC, β-LASSO (β=50; best on validation)"].tolist() == [50, 10, 6]
     assert table["S-LOCAL weights"].tolist() == [100, 40, 8]
-    text = E.describe_sparsity(table2_runs)
+    text = weight_captions.describe_sparsity(table2_runs)
     assert "(β = 50)" in text and "50 non-zero weights" in text and "between S-CONV's and S-LOCAL's count" in text
     assert "fc1 25.0 %, fc2 75.0 %" in text
-    assert E.relative_position(5, 10, 100) == "below S-CONV's"
-    assert E.relative_position(100, 10, 100) == "at or above S-LOCAL's"
+    assert weight_captions.relative_position(5, 10, 100) == "below S-CONV's"
+    assert weight_captions.relative_position(100, 10, 100) == "at or above S-LOCAL's"
 
 
 def test_layer_references_need_the_sgd_rows(table2_runs):
     del table2_runs[S_LOCAL_SGD]
     with pytest.raises(ValueError, match="S-LOCAL, SGD"):
-        E.layer_references(table2_runs)
+        tables.layer_references(table2_runs)
 
 
 # ------------------------------------------------------------------ filters
@@ -158,20 +160,20 @@ def test_filter_sets_and_description():
     f[0, :, :3, :3] = 1  # 27 non-zeros
     f[1, 0, :5, :5] = -1  # 25
     runs = {S_LOCAL_SGD: fake_run("l", {}, [{}], store=_store(f, [27, 25, 3, 0]))}
-    sets = E.filter_sets(runs, rows=(S_LOCAL_SGD,))
+    sets = weight_tables.filter_sets(runs, rows=(S_LOCAL_SGD,))
     s = sets["S-LOCAL, SGD"]
     assert s["filters"].dtype == np.float32 and s["nonzeros"].tolist() == [27, 25]
     assert (s["eligible"], s["units_total"], s["grid_weights"]) == (2, 4, 192)
-    assert "2 filters drawn from the 2 of its 4 units with at least 20 non-zeros (median 26" in E.describe_filters(sets)
+    assert "2 filters drawn from the 2 of its 4 units with at least 20 non-zeros (median 26" in weight_captions.describe_filters(sets)
     with pytest.raises(ValueError, match="S-FC, SGD"):
-        E.filter_sets(runs, rows=(S_FC_SGD,))
+        weight_tables.filter_sets(runs, rows=(S_FC_SGD,))
     rule = "chosen at random among the filters with at least 20 non-zero weights"
-    assert E.describe_filter_rule(runs, [S_LOCAL_SGD]) == rule
+    assert weight_captions.describe_filter_rule(runs, [S_LOCAL_SGD]) == rule
     # a run whose units all have < 20 non-zeros: the trainer drew among all units
     sparse = {(S_FC_SGD, True): fake_run("s", {}, [{}], store=_store(f[:1] * 0, [1, 0, 19]))}
-    assert E.describe_filter_rule(sparse, [(S_FC_SGD, True)]) == (
+    assert weight_captions.describe_filter_rule(sparse, [(S_FC_SGD, True)]) == (
         rule + " (among all filters for S-FC, SGD, permuted pixels, which has none)")
-    text = E.describe_filters(E.filter_sets({S_FC_SGD: sparse[(S_FC_SGD, True)]}, rows=(S_FC_SGD,)))
+    text = weight_captions.describe_filters(weight_tables.filter_sets({S_FC_SGD: sparse[(S_FC_SGD, True)]}, rows=(S_FC_SGD,)))
     assert "drawn from all its 3 units (none has 20 non-zeros) (median 0 non-zero" in text
 
 
@@ -180,14 +182,14 @@ def test_mdl_correlation_and_description():
     table = pd.DataFrame({"row": ["a", "b", "c", "d"], "description_bits": [1e6, 2e6, 3e6, 4e6],
                           "test_acc": [80.0, 70.0, 60.0, 50.0], "gap": [0.5, 1.5, 2.0, 3.0],
                           "bound": [0.7, 1.8, 2.4, 3.5]})
-    corr = E.mdl_correlation(table)
+    corr = weight_tables.mdl_correlation(table)
     assert corr["rho"] == pytest.approx(-1) and corr["p_value"] == pytest.approx(2 / 24)
-    text = E.describe_mdl(table, corr)
+    text = weight_captions.describe_mdl(table, corr)
     assert text.startswith("Spearman's ρ = -1.00 over 4 runs (p = 0.08): shorter descriptions go with higher")
     assert "not distinguishable from no relation" in text
     assert "a's (1.00 Mbit" in text and "d's (4.00 Mbit" in text
     assert "vacuous (a bound on the test error of at least 1) for 3 of the 4 runs" in text
-    flat = E.describe_mdl(table, {"rho": float("nan"), "p_value": float("nan"), "n": 2})
+    flat = weight_captions.describe_mdl(table, {"rho": float("nan"), "p_value": float("nan"), "n": 2})
     assert flat.startswith("The rank correlation is undefined")
 
 
@@ -196,7 +198,7 @@ def test_embedded_nonzeros_counts_the_fc_embedding(name):
     """Theorem 2's ‖w‖₀ of the first layer: the non-zeros of the same layer written as FC,
     also when some weights are zero (a convolution's weight then drops at every position)."""
     from companion import build_model
-    from companion.embedding import embed
+    from companion.nn.embedding import embed
 
     torch.manual_seed(0)
     model = build_model(name, 2)
@@ -218,20 +220,20 @@ def test_locality_curves_skip_untracked_epochs_and_describe():
                             "locality.radius": [[13, 13, 13, 13, 13], float("nan"), [3, 4, 5, 6, 7]],
                             "locality.window_mass": [[0.1] * 5, float("nan"), [0.5, 0.6, 0.7, 0.8, 0.9]]})
     run = FakeRun("x", SimpleNamespace(), {}, metrics)
-    curves = E.locality_curves({S_FC_SGD: run}, rows=(S_FC_SGD,))
+    curves = weight_tables.locality_curves({S_FC_SGD: run}, rows=(S_FC_SGD,))
     assert len(curves) == 4 and list(curves.columns[-5:]) == ["q10", "q25", "q50", "q75", "q90"]
     radius = curves[curves["score"] == "radius"]
     assert radius["epoch"].tolist() == [1, 3] and radius["q50"].tolist() == [13, 5]
     refs = {"uniform": {"radius": 13.0}, "s-local": {"radius": 3.0}}
-    text = E.describe_locality(curves, refs)
+    text = weight_captions.describe_locality(curves, refs)
     assert "13.00 px after epoch 1, 5.00 px after epoch 3 (80 % of the way from uniform random weights to S-LOCAL)" in text
-    assert E.way_to_local(float("nan"), 13, 3) == "no non-zero filter"
+    assert weight_captions.way_to_local(float("nan"), 13, 3) == "no non-zero filter"
 
 
 def test_final_locality_stacks_units():
     store = _store(np.zeros((1, 3, 4, 4)), [5, 0, 30])
     runs = {S_FC_SGD: fake_run("a", {}, [{}], store=store)}
-    final = E.final_locality(runs, rows=(S_FC_SGD,))
+    final = weight_tables.final_locality(runs, rows=(S_FC_SGD,))
     assert final["unit"].tolist() == [0, 1, 2] and final["nonzeros"].tolist() == [5, 0, 30]
 
 
@@ -242,35 +244,35 @@ def test_permutation_summary_and_verdict():
     table["difference"] = table["permuted"] - table["original"]
     keys = {"S-CONV, SGD": S_CONV_SGD, "S-FC, SGD": S_FC_SGD}
     runs = {(keys[r], p): fake_run(r + str(p), {}, [{}], n_test=10_000) for r in table.index for p in (False, True)}
-    summary = E.permutation_summary(table, runs)
+    summary = claims.permutation_summary(table, runs)
     se = math.sqrt(0.8 * 0.2 / 10_000 + 0.6 * 0.4 / 10_000) * 100
     assert summary.loc[0, "se"] == pytest.approx(se)
     assert summary["changes"].tolist() == [True, False]
     assert summary["paper_claim"].tolist() == ["not invariant", "invariant"]
-    assert "holds here" in E.describe_permutation(summary)
+    assert "holds here" in weight_captions.describe_permutation(summary)
     summary.loc[0, "changes"] = False
-    assert "does not hold here" in E.describe_permutation(summary)
+    assert "does not hold here" in weight_captions.describe_permutation(summary)
 
 
 def test_permuted_filters_are_mapped_back_to_a_local_filter():
     local = np.zeros((3, 3, 32, 32), dtype=np.float32)
     for u in range(3):
         local[u, :, 8 * u : 8 * u + 3, 5:8] = 1.0 + u
-    seen = permute(torch.from_numpy(local), E.PERMUTATION_SEED).numpy()
+    seen = permute(torch.from_numpy(local), PERMUTATION_SEED).numpy()
     runs = {(BEST, False): fake_run("o", {}, [{}], store=_store(local, [27] * 3)),
-            (BEST, True): fake_run("p", {}, [{}], store=_store(seen, [27] * 3), permute_pixels=E.PERMUTATION_SEED)}
-    sets = E.permuted_filters(runs)
-    np.testing.assert_array_equal(sets[E.MAPPED_FILTERS], local)
-    np.testing.assert_array_equal(sets[E.PERMUTED_FILTERS], seen)
-    loc = E.filters_locality(sets).set_index("filters")
-    assert loc.loc[E.MAPPED_FILTERS, "radius"] == pytest.approx(loc.loc[E.ORIGINAL_FILTERS, "radius"])
-    assert loc.loc[E.MAPPED_FILTERS, "window_mass"] == 1.0
-    assert loc.loc[E.PERMUTED_FILTERS, "radius"] > 8
-    text = E.describe_permuted_filters(loc.reset_index())
+            (BEST, True): fake_run("p", {}, [{}], store=_store(seen, [27] * 3), permute_pixels=PERMUTATION_SEED)}
+    sets = weight_tables.permuted_filters(runs)
+    np.testing.assert_array_equal(sets[weight_tables.MAPPED_FILTERS], local)
+    np.testing.assert_array_equal(sets[weight_tables.PERMUTED_FILTERS], seen)
+    loc = weight_tables.filters_locality(sets).set_index("filters")
+    assert loc.loc[weight_tables.MAPPED_FILTERS, "radius"] == pytest.approx(loc.loc[weight_tables.ORIGINAL_FILTERS, "radius"])
+    assert loc.loc[weight_tables.MAPPED_FILTERS, "window_mass"] == 1.0
+    assert loc.loc[weight_tables.PERMUTED_FILTERS, "radius"] > 8
+    text = weight_captions.describe_permuted_filters(loc.reset_index())
     assert "mapped back to the image 1.15 px" in text  # RMS distance within a 3×3 block: √(4/3)
     runs[(BEST, True)].config.permute_pixels = None
     with pytest.raises(ValueError, match="not trained on permuted pixels"):
-        E.permuted_filters(runs)
+        weight_tables.permuted_filters(runs)
 
 
 # ------------------------------------------------------------------ figures and frames
@@ -288,12 +290,12 @@ def test_filter_rgb_scheme():
 
 
 def test_figures_are_drawn(table2_runs):
-    fig = W.figure3(E.nonzeros_curves(table2_runs), E.layer_references(table2_runs))
+    fig = W.figure3(tables.nonzeros_curves(table2_runs), tables.layer_references(table2_runs))
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     conv1, fc1 = fig.axes[0], fig.axes[1]
     assert conv1.get_yscale() == "log" and fc1.get_yscale() == "linear"
     assert {t.get_text() for t in fc1.get_legend().get_texts()} >= {"S-CONV = S-LOCAL = S-FC weights"}
-    frame = W.sparsity_frame(E.sparsity_table(table2_runs))
+    frame = W.sparsity_frame(tables.sparsity_table(table2_runs))
     assert frame.iloc[0]["S-FC, β-LASSO (β=50; best on validation) non-zeros"] == "50 (5.0 %)"
     assert frame.iloc[0]["S-FC weights"] == "1,000"
 
@@ -310,7 +312,7 @@ def test_figures_are_drawn(table2_runs):
                           "bound": [0.6, 1.1, 2.2], "train_acc": [90.0] * 3, "test_acc": [70.0, 60.0, 50.0]})
     frame = W.mdl_frame(table)
     assert frame["bound"].tolist() == ["0.60", "1.10 (vacuous)", "2.20 (vacuous)"]
-    assert len(W.mdl_figure(table, E.mdl_correlation(table)).axes) == 2
+    assert len(W.mdl_figure(table, weight_tables.mdl_correlation(table)).axes) == 2
 
     curves = pd.DataFrame([{"row": r, "epoch": e, "score": s, "q10": 1, "q25": 2, "q50": 3, "q75": 4, "q90": 5}
                            for r in ("x", "y") for e in (1, 2) for s in ("radius", "window_mass")])

@@ -11,10 +11,10 @@ import re
 import nbformat
 import pytest
 
-from companion import reproduce as rp
+from companion.book import reproduce as rp
 from companion.config import TrainConfig
-from companion.progress import EpochProgress, RunWatcher, format_duration
-from companion.training import train
+from companion.train.progress import EpochProgress, RunWatcher, format_duration
+from companion.train.loop import train
 
 TINY = TrainConfig(model="s-conv", alpha=2, epochs=2, dataset="synthetic", subset=128, val_size=64,
                    batch_size=64, device="cpu")
@@ -123,7 +123,7 @@ def test_reproduce_shows_a_notebooks_training_progress_on_the_terminal(tmp_path,
     src, out = tmp_path / "notebooks", tmp_path / "book"
     src.mkdir()
     _notebook(src / "01_a.ipynb", "from companion.config import TrainConfig\n"
-              "from companion.training import train\n"
+              "from companion.train.loop import train\n"
               f"train(TrainConfig.from_dict({TINY.to_dict()!r}), root=root, progress=progress)")
     [target] = rp.reproduce("smoke", notebooks=src, out=out, root=str(tmp_path / "runs"))
     err = capsys.readouterr()

@@ -1,5 +1,5 @@
-"""The protocol measurements of issue 9 (companion.protocol) and their tables/figure
-(companion.plots_protocol), on constructed frames and on the committed smoke results."""
+"""The protocol measurements of issue 9 (companion.book.protocol) and their tables/figure
+(companion.book.protocol_figures), on constructed frames and on the committed smoke results."""
 
 from pathlib import Path
 
@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from companion import captions, plots_protocol, profiles, protocol
+from companion.book import captions, protocol_figures as plots_protocol, protocol
+from companion.experiments import profiles
 
 SMOKE = Path(__file__).resolve().parents[1] / "results" / "smoke"
 
@@ -85,7 +86,8 @@ def test_protocol_frames_on_the_committed_smoke_runs():
 
 @pytest.mark.skipif(not SMOKE.is_dir(), reason="no committed smoke results")
 def test_null_frame_keeps_each_units_count():
-    from companion import analysis, runs
+    from companion.experiments import runs
+    from companion.nn import analysis
 
     p = profiles.get("smoke")
     (_, run), = [(k, r) for (k, seed), r in protocol.seed_runs(p, SMOKE).items()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from companion import results
+from companion.store import results
 from companion.config import TrainConfig
-from companion.training import train
+from companion.train.loop import train
 
 
 def _npz_folder(folder, n_train=96, n_test=32):

@@ -7,7 +7,7 @@
 * ``CITATION.cff``: ``cffconvert --validate`` when cffconvert is installed, and always its fields
   against ``pyproject.toml`` and the paper's entry in ``references.bib``.
 * The book's Sphinx extension (``book/_ext/companion_book.py``) and the Colab set-up cell
-  (``companion.colab``).
+  (``companion.book.colab``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from companion import colab
+from companion.book import colab
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -363,7 +363,7 @@ def test_notebooks_setup_cells_use_the_configured_repository():
              for p in sorted((ROOT / "notebooks").glob("*.ipynb"))}
     present = {name: cell for name, cell in cells.items() if cell is not None}
     if not present:
-        pytest.skip("no notebook has the Colab set-up cell yet (python -m companion.colab notebooks/*.ipynb)")
+        pytest.skip("no notebook has the Colab set-up cell yet (python -m companion.book.colab notebooks/*.ipynb)")
     assert set(present) == set(cells), f"notebooks without the set-up cell: {set(cells) - set(present)}"
     expected = "".join(colab.setup_cell(url, branch)["source"])
     stale = [name for name, cell in present.items() if "".join(cell["source"]) != expected]
@@ -376,9 +376,10 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
     weights committed (issue 10)."""
     import subprocess
 
-    from companion import profiles, runs
-    from companion.results import find_run
-    from companion.tables_weights import sparse_runs, weights_needed
+    from companion.book import chapters
+    from companion.experiments import profiles
+    from companion.store.results import find_run
+    from companion.book.weight_tables import sparse_runs, weights_needed
 
     root = ROOT / "results" / "cpu"
     tracked = subprocess.run(["git", "ls-files", "results/cpu"], cwd=ROOT, capture_output=True, text=True)
@@ -386,7 +387,7 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
         pytest.skip("not a git checkout with committed cpu results")
     committed = set(tracked.stdout.split())
     p = profiles.get("cpu")
-    configs = {c.run_id(): c for cs in runs.chapter_configs(p, root).values() for c in cs}
+    configs = {c.run_id(): c for cs in chapters.chapter_configs(p, root).values() for c in cs}
     # the training-length chapter (issue 16) reads its longer runs as they finish and lists the
     # rest as still training: those finished here must be committed, the others may be pending
     longer = {i for i, c in configs.items() if c.epochs in p.longer_epochs + p.trend_epochs}

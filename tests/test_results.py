@@ -1,4 +1,4 @@
-"""Tests for companion.results (the run store) and companion.analysis.nonzeros."""
+"""Tests for companion.store.results (the run store) and companion.nn.analysis.nonzeros."""
 
 import os
 import socket
@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from companion import results
-from companion.analysis import layer_sizes, nonzeros
+from companion.store import results
+from companion.nn.analysis import layer_sizes, nonzeros
 from companion.config import TrainConfig
-from companion.training import train
+from companion.train.loop import train
 
 TINY = dict(model="3-fc", alpha=16, epochs=1, dataset="synthetic", subset=128, val_size=64,
             batch_size=64, device="cpu")
@@ -163,7 +163,7 @@ def cli(config: TrainConfig, root, *extra) -> list[str]:
 
 HOLDER = """
 import sys
-from companion import results
+from companion.store import results
 with results.run_lock(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.readline()  # hold the run until the test says so

@@ -1,4 +1,4 @@
-"""Issue 16: the first layer recorded over training (companion.snapshots), the test predictions
+"""Issue 16: the first layer recorded over training (companion.nn.snapshots), the test predictions
 and labels a run stores, and the paired gain of claim (b) at the longer lengths."""
 
 import io
@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from companion import results, snapshots
-from companion.analysis import first_layer_filters
-from companion.claims import accuracy_se, paired_gain
+from companion.book.claims import accuracy_se, paired_gain
 from companion.config import TrainConfig
-from companion.models import build_model
-from companion.training import train
+from companion.nn import snapshots
+from companion.nn.analysis import first_layer_filters
+from companion.nn.models import build_model
+from companion.store import results
+from companion.train import loop
+from companion.train.loop import train
 
 TINY = dict(model="s-fc", alpha=2, epochs=3, dataset="synthetic", subset=256, val_size=64, batch_size=64,
             device="cpu", optimizer="beta-lasso", lam=1e-4)
@@ -80,10 +82,8 @@ def test_a_run_stores_snapshots_predictions_and_test_labels(tmp_path):
 
 def test_resume_keeps_the_frames_recorded_before(tmp_path, monkeypatch):
     """A run interrupted after epoch 1 and resumed has the same frames as one trained straight."""
-    from companion import training
-
     config = TrainConfig(**TINY)
-    real = training.train_epoch
+    real = loop.train_epoch
     calls = {"n": 0}
 
     def interrupted(loop, epoch):
@@ -92,7 +92,7 @@ def test_resume_keeps_the_frames_recorded_before(tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         return real(loop, epoch)
 
-    monkeypatch.setattr(training, "train_epoch", interrupted)
+    monkeypatch.setattr(loop, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(config, root=tmp_path / "a", progress=False)
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""companion.sparse: exporting a β-LASSO-sparse FC network to sparse inference (Section 5)."""
+"""companion.nn.sparse: exporting a β-LASSO-sparse FC network to sparse inference (Section 5)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from companion.models import build_model
-from companion.sparse import (
+from companion.nn.models import build_model
+from companion.nn.sparse import (
     LAYOUTS, SparseMLP, density_report, memory_bytes, to_sparse,
 )
 
@@ -177,7 +177,7 @@ def test_export_does_not_share_or_change_the_model(sparse_s_fc, images):
 
 # ------------------------------------------------------------------ measurements (chapter 11)
 def test_timed_calls_each_variant_warm_up_plus_repeats_and_returns_medians():
-    from companion.sparse import timed
+    from companion.nn.sparse import timed
 
     calls = {"a": 0, "b": 0}
 
@@ -191,7 +191,7 @@ def test_timed_calls_each_variant_warm_up_plus_repeats_and_returns_medians():
 
 
 def test_inference_speed_is_a_ratio_of_rates_and_restores_threads(sparse_s_fc, images):
-    from companion.sparse import inference_speed
+    from companion.nn.sparse import inference_speed
 
     model, _ = sparse_s_fc
     before = torch.get_num_threads()
@@ -204,7 +204,7 @@ def test_inference_speed_is_a_ratio_of_rates_and_restores_threads(sparse_s_fc, i
 
 
 def test_agreement_counts_same_predictions_and_logit_gap(sparse_s_fc, images):
-    from companion.sparse import agreement
+    from companion.nn.sparse import agreement
 
     model, _ = sparse_s_fc
     exact = agreement(model, to_sparse(model), images, batch=30)  # several blocks

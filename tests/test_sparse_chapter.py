@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from companion import experiments as E, plots_sparse
+from companion.book import weight_captions, weight_tables
+from companion.book import sparse_figures as plots_sparse
 
 ROWS = ["S-FC, SGD", "S-FC, β-LASSO (β=1; best on validation)"]
 
@@ -18,7 +19,7 @@ def summary(same=(1000, 1000), weights=("checkpoint", "weights.npz"), test=(50.0
         "max_logit_diff": [2e-7, 5e-7], "dense_bytes": [8 * 2**20, 8 * 2**20], "sparse_bytes": [8 * 2**20, 2**20],
         "memory_ratio": [1.0, 8.0],
     })
-    stand_in = df["weights"] == E.STAND_IN
+    stand_in = df["weights"] == weight_tables.STAND_IN
     df.loc[stand_in, ["images", "same_prediction", "max_logit_diff"]] = float("nan")
     df.attrs["inputs"] = {"images": 1000, "batch": 512, "seed": 0, "shape": (3, 32, 32)}
     return df
@@ -33,52 +34,52 @@ def speeds(fast=(1.0, 7.0, 1.1, 3.0)) -> pd.DataFrame:
 
 
 def test_describe_sparse_names_the_sparsest_run_and_the_goal():
-    text = E.describe_sparse(summary(), speeds())
+    text = weight_captions.describe_sparse(summary(), speeds())
     assert text.startswith("On all 1,000 generated inputs the export predicts the same class")
     assert "for every run" in text
     assert "β-LASSO (β=1; best on validation) (3.0 % of its weights non-zero)" in text
     assert "7.0× (1 thread) and 3.0× (2 threads)" in text
     assert "meets the goal of 5× with 1 thread(s)" in text and "8.0× less memory" in text
-    slow = E.describe_sparse(summary(), speeds(fast=(1.0, 2.0, 1.0, 1.5)))
+    slow = weight_captions.describe_sparse(summary(), speeds(fast=(1.0, 2.0, 1.0, 1.5)))
     assert "misses the goal of 5×" in slow
 
 
 def test_describe_sparse_reports_disagreeing_predictions():
-    text = E.describe_sparse(summary(same=(1000, 990)), speeds())
+    text = weight_captions.describe_sparse(summary(same=(1000, 990)), speeds())
     assert text.startswith("The export does not predict the same class") and "990 of 1,000" in text
 
 
 def test_describe_sparse_compares_only_runs_with_trained_weights():
-    text = E.describe_sparse(summary(weights=(E.STAND_IN, "weights.npz")), speeds())
+    text = weight_captions.describe_sparse(summary(weights=(weight_tables.STAND_IN, "weights.npz")), speeds())
     assert "for each of the 1 runs with trained weights" in text
-    only_stand_ins = E.describe_sparse(summary(weights=(E.STAND_IN, E.STAND_IN)), speeds())
+    only_stand_ins = weight_captions.describe_sparse(summary(weights=(weight_tables.STAND_IN, weight_tables.STAND_IN)), speeds())
     assert only_stand_ins.startswith("No run's trained weights are available here")
     assert "its weights are not committed, so an untrained network of its shape was timed" in only_stand_ins
 
 
 def test_describe_sparse_weights_says_where_weights_came_from():
-    text = E.describe_sparse_weights(summary())
+    text = weight_captions.describe_sparse_weights(summary())
     assert f"from the run's checkpoint for {ROWS[0]}" in text and f"weights.npz: positions" in text
     assert "untrained" not in text
-    plain = E.describe_sparse_weights(summary(weights=(E.STAND_IN, "weights.npz")))
+    plain = weight_captions.describe_sparse_weights(summary(weights=(weight_tables.STAND_IN, "weights.npz")))
     assert f"The weights of {ROWS[0]} (8.0 MiB) are not committed (dense)" in plain
     assert "timed on an untrained network of the same shape" in plain and "no agreement numbers" in plain
-    none = E.describe_sparse_weights(summary(weights=(E.STAND_IN, E.STAND_IN)))
+    none = weight_captions.describe_sparse_weights(summary(weights=(weight_tables.STAND_IN, weight_tables.STAND_IN)))
     assert none.startswith("No run's trained weights are stored here")
 
 
 def test_describe_sparse_inputs_says_no_dataset_is_read():
-    text = E.describe_sparse_inputs(summary())
+    text = weight_captions.describe_sparse_inputs(summary())
     assert text.startswith("No dataset is read") and "standard normal (seed 0) of shape 3×32×32" in text
     assert "first 1,000" in text and "first 512" in text and "run's summary" in text
     with pytest.raises(ValueError, match="attrs"):
-        E.describe_sparse_inputs(pd.DataFrame(summary().to_dict("list")))
+        weight_captions.describe_sparse_inputs(pd.DataFrame(summary().to_dict("list")))
 
 
 def test_sparse_frames_and_figure():
     table = plots_sparse.sparse_summary_frame(summary())
     assert list(table["same prediction"]) == ["1,000 / 1,000"] * 2 and list(table["memory ratio"]) == ["1.0×", "8.0×"]
-    stand_in = plots_sparse.sparse_summary_frame(summary(weights=(E.STAND_IN, "weights.npz")))
+    stand_in = plots_sparse.sparse_summary_frame(summary(weights=(weight_tables.STAND_IN, "weights.npz")))
     assert stand_in["weights from"][0] == ("weights not committed (dense, 8.0 MiB): timed on an untrained network "
                                            "of the same shape; accuracy from the run's summary")
     assert list(stand_in["same prediction"]) == ["—", "1,000 / 1,000"] and stand_in["max |Δ logit|"][0] == "—"
@@ -90,22 +91,22 @@ def test_sparse_frames_and_figure():
     assert list(wide.columns) == ["network", "conv1 (6,291,456 weights)", "fc1 (393,216 weights)"]
     assert wide.iloc[1, 1] == "2.53 % (bag)" and wide.iloc[1, 2] == "72.50 % (dense)"
     assert list(plots_sparse.sparse_speed_frame(speeds())["speed-up"]) == ["1.0×", "7.0×", "1.1×", "3.0×"]
-    fig = plots_sparse.sparse_speed_figure(summary(), speeds(), E.SPARSE_SPEED_GOAL)
+    fig = plots_sparse.sparse_speed_figure(summary(), speeds(), weight_captions.SPARSE_SPEED_GOAL)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     with pytest.raises(ValueError, match="lacks columns"):
         plots_sparse.sparse_speed_figure(summary().drop(columns="density"), speeds(), 5)
 
 
 def test_describe_machine_names_threads_and_batch():
-    text = E.describe_machine(speeds())
+    text = weight_captions.describe_machine(speeds())
     assert "with 1 and 2 thread(s), batch 512" in text and "torch" in text
 
 
 def test_sparse_execution_refuses_a_bad_batch_before_any_work(tmp_path):
-    from companion import profiles
+    from companion.experiments import profiles
 
     with pytest.raises(ValueError, match="batch must be an integer >= 1"):
-        E.sparse_execution(profiles.get("smoke"), tmp_path, batch=0)
+        weight_tables.sparse_execution(profiles.get("smoke"), tmp_path, batch=0)
     assert not any(tmp_path.iterdir())  # nothing trained or written
 
 
@@ -115,9 +116,10 @@ def _run(path, first_density: float, *, weights: bool):
     layer; with ``weights``, its compact weights (that density, exactly) stored beside it."""
     import torch
 
-    from companion import artifacts, build_model
+    from companion import build_model
+    from companion.store import artifacts
     from companion.config import TrainConfig
-    from companion.results import Run
+    from companion.store.results import Run
 
     torch.manual_seed(1)
     model = build_model("s-fc", 1, num_classes=10).eval()
@@ -135,38 +137,38 @@ def _run(path, first_density: float, *, weights: bool):
 
 
 def test_sparse_execution_reads_stored_weights_and_stands_in_only_for_dense_runs(tmp_path):
-    from companion import profiles
-    from companion.runs import S_FC_SGD, lasso_key
+    from companion.experiments import profiles
+    from companion.experiments.runs import S_FC_SGD, lasso_key
 
     runs = {lasso_key(50): _run(tmp_path / "sparse", 0.02, weights=True),
             S_FC_SGD: _run(tmp_path / "dense", 1.0, weights=False)}
-    summary, layers, speeds = E.sparse_execution(profiles.get("smoke"), runs=runs, threads=(1,), batch=8,
+    summary, layers, speeds = weight_tables.sparse_execution(profiles.get("smoke"), runs=runs, threads=(1,), batch=8,
                                                  images=32, repeats=1)
-    assert list(summary["weights"]) == ["weights.npz", E.STAND_IN]
+    assert list(summary["weights"]) == ["weights.npz", weight_tables.STAND_IN]
     assert list(summary["test_acc"]) == [40.0, 40.0]  # from the summaries: nothing is evaluated
     assert summary["same_prediction"][0] == summary["images"][0] == 32
     assert summary[["images", "same_prediction", "max_logit_diff"]].iloc[1].isna().all()
     assert summary["density"][0] < 0.1 and summary["density"][1] == 1.0
     assert layers.set_index(["row", "layer"]).loc[(summary["row"][0], "conv1"), "layout"] == "bag"
     assert set(layers[layers["row"] == summary["row"][1]]["layout"]) == {"dense"}
-    assert list(speeds["weights"]) == ["weights.npz", E.STAND_IN] and (speeds["batch"] == 8).all()
-    assert summary.attrs["inputs"] == {"images": 32, "batch": 8, "seed": E.PROBE_SEED, "shape": (3, 32, 32)}
-    assert E.weights_needed(runs[lasso_key(50)]) and not E.weights_needed(runs[S_FC_SGD])
+    assert list(speeds["weights"]) == ["weights.npz", weight_tables.STAND_IN] and (speeds["batch"] == 8).all()
+    assert summary.attrs["inputs"] == {"images": 32, "batch": 8, "seed": weight_tables.PROBE_SEED, "shape": (3, 32, 32)}
+    assert weight_tables.weights_needed(runs[lasso_key(50)]) and not weight_tables.weights_needed(runs[S_FC_SGD])
 
 
 def test_sparse_execution_refuses_to_stand_in_for_a_sparse_run(tmp_path):
-    from companion import profiles
-    from companion.runs import lasso_key
+    from companion.experiments import profiles
+    from companion.experiments.runs import lasso_key
 
     runs = {lasso_key(50): _run(tmp_path / "sparse", 0.02, weights=False)}
     with pytest.raises(FileNotFoundError, match="no untrained network can stand in.*companion weights --profile smoke"):
-        E.sparse_execution(profiles.get("smoke"), runs=runs, threads=(1,), batch=8, images=8, repeats=1)
+        weight_tables.sparse_execution(profiles.get("smoke"), runs=runs, threads=(1,), batch=8, images=8, repeats=1)
 
 
 def test_probe_inputs_are_seeded_standard_normal_images():
     import torch
 
-    x = E.probe_inputs(64, seed=3)
-    assert x.shape == (64, 3, 32, 32) and torch.equal(x, E.probe_inputs(64, seed=3))
-    assert not torch.equal(x, E.probe_inputs(64, seed=4))
+    x = weight_tables.probe_inputs(64, seed=3)
+    assert x.shape == (64, 3, 32, 32) and torch.equal(x, weight_tables.probe_inputs(64, seed=3))
+    assert not torch.equal(x, weight_tables.probe_inputs(64, seed=4))
     assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1) < 0.05

@@ -1,11 +1,11 @@
-"""Tests for companion.sweep: grid expansion, the packaged Appendix A.2 grid, selection by
+"""Tests for companion.experiments.sweep: grid expansion, the packaged Appendix A.2 grid, selection by
 validation accuracy (launching on executors: tests/test_launch.py)."""
 
 import pandas as pd
 import pytest
 
 from companion import paper
-from companion.sweep import best_by_validation, expand, packaged_spec, run_sweep
+from companion.experiments.sweep import best_by_validation, expand, packaged_spec, run_sweep
 
 TINY = dict(dataset="synthetic", subset=128, val_size=64, batch_size=64, device="cpu", epochs=1,
             alpha=16, model="3-fc")

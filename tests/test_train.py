@@ -1,4 +1,4 @@
-"""Tests for companion.config (TrainConfig) and companion.training (loop, checkpoints, resume)."""
+"""Tests for companion.config (TrainConfig) and companion.train.loop (loop, checkpoints, resume)."""
 
 import json
 import os
@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from companion import results
+from companion.store import results
 from companion.config import TrainConfig
-from companion.analysis import first_layer_filters
-from companion.models import build_model
-from companion.training import CheckpointError, train
+from companion.nn.analysis import first_layer_filters
+from companion.nn.models import build_model
+from companion.store.results import CheckpointError
+from companion.train.loop import train
 
 # A tiny run: synthetic task, 256 training images (+64 validation), batch 64 -> 4 steps/epoch.
 TINY = dict(model="s-conv", alpha=2, epochs=2, dataset="synthetic", subset=256, val_size=64,
@@ -87,9 +88,9 @@ def test_run_id_hashes_exactly_the_result_fields():
 
 def test_permutation_acts_after_augmentation():
     """Section 4.1's permutation test: flips and crops act on the image, then pixels move."""
-    from companion.augment import make_augment
-    from companion.data import PixelPermutation
-    from companion.training import training_inputs
+    from companion.data.augment import make_augment
+    from companion.data.permutation import PixelPermutation
+    from companion.train.loop import training_inputs
 
     x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     augment, permutation = make_augment("flip-crop", "cifar10"), PixelPermutation(3, 32, 32)
@@ -101,7 +102,7 @@ def test_permutation_acts_after_augmentation():
 
 
 def test_permuted_run_evaluates_on_permuted_images(tmp_path, monkeypatch):
-    from companion import training
+    from companion.train import loop as training
 
     seen = []
     real = training.evaluate
@@ -157,7 +158,7 @@ def test_train_writes_metrics_summary_and_arrays(tmp_path):
                        w[units].reshape(-1, 3, 32, 32).half().float())
     assert arrays["locality_radius"].shape == arrays["locality_window_mass"].shape == (w.shape[0],)
     # Theorem 2's ‖w‖₀: the convolution written as FC (each weight at every position)
-    from companion.embedding import embed
+    from companion.nn.embedding import embed
     fc = embed(model, "fc")
     assert s["first_layer"]["embedded_nonzeros"] == int(fc.conv1.layer.weight.count_nonzero()) > w.count_nonzero()
     assert all(len(m["locality"]["radius"]) == 5 for m in lines)
@@ -172,7 +173,7 @@ def test_finished_run_is_returned_without_retraining(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr("companion.training._run", no_training)
+    monkeypatch.setattr("companion.train.loop._run", no_training)
     again = train(config, root=tmp_path, progress=False)
     assert again.path == first.path and again.summary == first.summary
     # force=True retrains in a side directory: a failure leaves the finished run untouched
@@ -327,7 +328,7 @@ def test_cli_train_prints_run_and_accuracies(tmp_path, capsys):
 
 
 def test_filters_sample_is_drawn_among_units_with_20_nonzeros(tmp_path, monkeypatch):
-    monkeypatch.setattr("companion.training.FILTER_SAMPLE", 4)
+    monkeypatch.setattr("companion.train.loop.FILTER_SAMPLE", 4)
     run = train(TrainConfig(model="s-local", alpha=2, epochs=1, dataset="synthetic", subset=128,
                             batch_size=64, device="cpu"), root=tmp_path, progress=False)
     arrays = run.arrays()
@@ -346,7 +347,7 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
 
 
 def test_load_model_reads_the_checkpoint(tmp_path):
-    from companion.artifacts import load_model
+    from companion.store.artifacts import load_model
 
     run = train(tiny(epochs=1, model="s-fc", optimizer="beta-lasso", lam=1e-4), root=tmp_path, progress=False)
     model = load_model(run)

@@ -14,20 +14,20 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "LocallyConnected2d": "companion.layers",
-    "build_model": "companion.models",
-    "MODEL_NAMES": "companion.models",
-    "count_params": "companion.params",
-    "paper_param_count": "companion.params",
-    "alpha_for_budget": "companion.params",
-    "layer_table": "companion.params",
-    "embed": "companion.embedding",
+    "LocallyConnected2d": "companion.nn.layers",
+    "build_model": "companion.nn.models",
+    "MODEL_NAMES": "companion.nn.models",
+    "count_params": "companion.nn.params",
+    "paper_param_count": "companion.nn.params",
+    "alpha_for_budget": "companion.nn.params",
+    "layer_table": "companion.nn.params",
+    "embed": "companion.nn.embedding",
     "BetaLasso": "companion.optim",
     "lasso_param_groups": "companion.optim",
-    "load_data": "companion.data",
+    "load_data": "companion.data.datasets",
     "TrainConfig": "companion.config",
-    "train": "companion.training",
-    "load_runs": "companion.results",
+    "train": "companion.train.loop",
+    "load_runs": "companion.store.results",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

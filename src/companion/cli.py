@@ -12,12 +12,12 @@ from importlib import import_module
 
 #: sub-command -> module that defines ``add_cli(subparsers)``
 COMMANDS = {
-    "params": "companion.params",
-    "train": "companion.train_cli",
-    "sweep": "companion.sweep",
-    "reproduce": "companion.reproduce",
-    "experiments": "companion.runs",
-    "weights": "companion.artifacts",
+    "params": "companion.nn.params",
+    "train": "companion.train.cli",
+    "sweep": "companion.experiments.sweep",
+    "reproduce": "companion.book.reproduce",
+    "experiments": "companion.experiments.stages",
+    "weights": "companion.book.export",
 }
 
 

@@ -14,7 +14,7 @@ The run id is a short hash of the fields that determine the result (:meth:`Train
   ``momentum``/``weight_decay`` for β-LASSO (Algorithm 1 has neither);
 - ``lam_first=None`` is hashed as ``lam``, and ResNet18's ``kernel_size=None`` as 3 (they mean the same);
 - a run with ``permute_pixels`` also hashes ``permute_stage = "after-augment"``: the permutation
-  is applied to each augmented batch (see :mod:`companion.training`); earlier versions permuted
+  is applied to each augmented batch (see :mod:`companion.train.loop`); earlier versions permuted
   the stored images before augmenting, and their runs, hashed without this key, are never
   mistaken for new ones.
 """
@@ -27,6 +27,11 @@ import json
 import operator
 from dataclasses import dataclass, fields
 from typing import Any
+
+from companion.checks import check_int, check_number
+from companion.data.augment import AUGMENTATIONS
+from companion.data.files import DATASETS
+from companion.nn.models import MODEL_NAMES, check_model_args
 
 #: optimizers: SGD (torch.optim.SGD) or β-LASSO (Algorithm 1)
 OPTIMIZERS = ("sgd", "beta-lasso")
@@ -93,10 +98,6 @@ class TrainConfig:
     # ----------------------------------------------------------------------------- validation
     def validate(self) -> "TrainConfig":
         """Raise one ValueError naming the first bad field and what is accepted; return self."""
-        from companion.augment import AUGMENTATIONS
-        from companion.checks import check_int, check_number
-        from companion.data import DATASETS
-        from companion.models import MODEL_NAMES, check_model_args
 
         def choice(name, accepted):
             value = getattr(self, name)

@@ -32,8 +32,6 @@ from numbers import Real
 import torch
 from torch import nn
 
-from companion.checks import check_number
-
 __all__ = ["BetaLasso", "beta_lasso_step_reference", "lasso_param_groups"]
 
 
@@ -55,8 +53,7 @@ def beta_lasso_step_reference(params: Iterable[torch.Tensor], lr: float, lam: fl
 # The fast implementations behind BetaLasso, exact (eager) and fused (compiled).
 
 def _check_hyperparameter(name: str, value) -> float:
-    """``value`` (a real number, or a one-element tensor) as a float >= 0
-    (:func:`companion.checks.check_number`); one ValueError otherwise."""
+    """``value`` (a real number, or a one-element tensor) as a float >= 0; one ValueError otherwise."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.dtype == torch.bool:
             raise ValueError(f"BetaLasso: {name} must be a number >= 0, got a tensor of shape "
@@ -64,7 +61,10 @@ def _check_hyperparameter(name: str, value) -> float:
         value = value.item()
     elif isinstance(value, Real) and not isinstance(value, bool):
         value = float(value)  # NumPy scalars included
-    return float(check_number(f"BetaLasso: {name}", value, low=0))
+    # the rule of companion.checks.check_number(low=0), written out so that this module needs only torch
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or value < 0:
+        raise ValueError(f"BetaLasso: {name} must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def _keep_above(threshold: float, dtype: torch.dtype) -> float:

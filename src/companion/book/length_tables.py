@@ -1,0 +1,80 @@
+"""The training-length comparison read back from the store (issue 16): the runs of
+:mod:`companion.experiments.lengths` at every length, as the frames the training-length chapter and claims
+(b) and (c) at the longer lengths read (finished runs only; nothing here trains)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from companion.book.protocol import seed_frame, seed_runs, table2_seeds
+from companion.experiments.lengths import METHODS, candidate_configs, planned_runs
+from companion.experiments.profiles import Profile
+from companion.experiments.runs import finished, results_dir
+from companion.store.results import find_run
+
+
+def candidate_frame(p: Profile, epochs: int, root=None) -> pd.DataFrame:
+    """One row per candidate at ``epochs``: method, its settings, validation / test / train
+    accuracy (%, NaN while unfinished), and ``chosen`` (best validation accuracy of its method,
+    decided once all its candidates are finished)."""
+    folder = results_dir(p, root)
+    rows = []
+    for method, configs in candidate_configs(p, epochs, root).items():
+        runs = [find_run(c, folder) for c in configs]
+        vals = [r.summary["final_val_acc"] if r else None for r in runs]
+        best = vals.index(max(vals)) if None not in vals else None
+        for i, (c, r) in enumerate(zip(configs, runs)):
+            s = r.summary if r else {}
+            setting = (f"β={c.beta:g}, λ={c.lam:g}, λ_first={c.lam_first:g}" if c.optimizer == "beta-lasso"
+                       else f"momentum {c.momentum:g}, weight decay {c.weight_decay:g}")
+            rows.append({"method": method, "setting": setting,
+                         **{f"{k}_acc": 100 * s[f"final_{k}_acc"] if r else float("nan") for k in ("val", "test", "train")},
+                         "chosen": "pending" if best is None else ("yes" if i == best else "no"), "run_id": c.run_id()})
+    return pd.DataFrame(rows)
+
+
+def length_runs(p: Profile, root=None, *, partial: bool = False) -> dict[tuple[int, object, int], object]:
+    """(epochs, Table 2 row key, seed) → finished Run for the central comparison at every length:
+    the long length's seed runs (Table 2), and :func:`planned_runs`. ``partial=False``: every
+    planned run must be finished (else :class:`~companion.experiments.runs.MissingRunsError` lists them);
+    ``partial=True``: the finished ones (:func:`pending_runs` lists the rest)."""
+
+    out = {(p.epochs_long, key, seed): run for (key, seed), run in seed_runs(p, root).items()
+           if key in METHODS.values()}
+    planned = planned_runs(p, root)
+    if not partial:
+        out.update(zip(planned, finished(p, list(planned.values()), root)))
+        return out
+    folder = results_dir(p, root)
+    out.update({k: r for k, c in planned.items() if (r := find_run(c, folder)) is not None})
+    return out
+
+
+def length_frame(runs: dict) -> pd.DataFrame:
+    """:func:`companion.book.protocol.seed_frame` of :func:`length_runs`'s runs, with their ``epochs``."""
+    frames = []
+    for epochs in sorted({e for e, _, _ in runs}):
+        f = seed_frame({(key, seed): run for (e, key, seed), run in runs.items() if e == epochs})
+        f.insert(0, "epochs", epochs)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def length_table(per_run: pd.DataFrame) -> pd.DataFrame:
+    """:func:`length_frame` summarised per (epochs, row): :func:`companion.book.protocol.table2_seeds`."""
+
+    return pd.concat([table2_seeds(g).assign(epochs=e) for e, g in per_run.groupby("epochs", sort=True)],
+                     ignore_index=True)
+
+
+def correct_matrix(runs: list, labels) -> np.ndarray:
+    """Runs × test images: whether each run's stored prediction (``test_predictions``) is right."""
+
+    rows = []
+    for run in runs:
+        a = run.arrays()
+        if "test_predictions" not in a:
+            raise ValueError(f"run {run.run_id} stored no test predictions (trained before issue 16)")
+        rows.append(np.asarray(a["test_predictions"]) == np.asarray(labels))
+    return np.stack(rows)

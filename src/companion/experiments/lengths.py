@@ -1,0 +1,144 @@
+"""Training length (issue 16): the central comparison of Table 2 — S-FC trained with β-LASSO
+against S-FC trained with SGD — again at the profile's longer lengths (``Profile.longer_epochs``;
+cpu: 480 epochs), selected on validation at that length, with seeds.
+
+- **Candidates** (:func:`candidate_configs`): the best :data:`CANDIDATES` settings of each
+  search at the long length (by validation accuracy, the searches' own tie-breaking), trained
+  at the longer length with the profile's first seed.
+- **Choice** (:func:`chosen_configs`): of each method, the candidate with the best validation
+  accuracy *at the longer length*; it is trained with every seed of the profile.
+- **References**: S-LOCAL and S-CONV (SGD, the profile's fixed settings) at the longer length, first seed.
+- **Trend** (``Profile.trend_epochs``; cpu: 960): each chosen setting of the longest longer
+  length, first seed, to show where the trend goes (not a verdict: one seed).
+
+Nothing here trains; the configs are listed for :mod:`companion.experiments.stages` (stages 2 and 3) and read
+back by :mod:`companion.book.length_tables`.
+"""
+
+from __future__ import annotations
+
+from companion.config import TrainConfig
+from companion.experiments.profiles import Profile
+from companion.experiments.runs import (BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, MissingRunsError, beta_lasso,
+                                        finished, results_dir, sgd)
+from companion.experiments.search import lasso_search, placeholder_choices, sgd_search
+from companion.store.results import find_run
+
+#: settings of each 120-epoch search carried to the longer length
+CANDIDATES = 2
+#: the two methods of the central comparison, as Table 2's rows
+METHODS = {"lasso": BEST_LASSO, "sgd": S_FC_SGD}
+#: the reference rows trained at the longer length (first seed)
+REFERENCES = (S_LOCAL_SGD, S_CONV_SGD)
+
+
+def candidate_configs(p: Profile, epochs: int, root=None) -> dict[str, list[TrainConfig]]:
+    """Method (``lasso``/``sgd``) → the best :data:`CANDIDATES` settings of its search (finished
+    runs at the search length, by validation accuracy), as configs of ``epochs`` epochs."""
+    lasso = lasso_search(p, root).sort_values(["val_acc", "lam"], ascending=[False, True]).head(CANDIDATES)
+    out = {"lasso": [beta_lasso(p, "s-fc", p.s_alpha, epochs, lam=float(r.lam), lam_first=float(r.lam_first),
+                                beta=float(r.beta)) for r in lasso.itertuples()]}
+    if p.sgd_grid:
+        s = sgd_search(p, root).sort_values(["val_acc", "weight_decay", "momentum"], ascending=[False, True, True])
+        out["sgd"] = [sgd(p, "s-fc", p.s_alpha, epochs, momentum=float(r.momentum), weight_decay=float(r.weight_decay))
+                      for r in s.head(CANDIDATES).itertuples()]
+    else:
+        out["sgd"] = [sgd(p, "s-fc", p.s_alpha, epochs)]
+    return out
+
+
+def chosen_configs(p: Profile, epochs: int, root=None) -> dict[str, TrainConfig]:
+    """Method → its candidate with the best validation accuracy at ``epochs`` (first one on a
+    tie, i.e. the better one at the search length); raises if a candidate is unfinished."""
+    out = {}
+    for method, configs in candidate_configs(p, epochs, root).items():
+        vals = [r.summary["final_val_acc"] for r in finished(p, configs, root)]
+        out[method] = configs[vals.index(max(vals))]
+    return out
+
+
+def reference_configs(p: Profile, epochs: int) -> dict:
+    """S-LOCAL and S-CONV (SGD, the profile's settings) at ``epochs``."""
+    return {key: sgd(p, key.model, p.s_alpha, epochs) for key in REFERENCES}
+
+
+def stage2_configs(p: Profile, root=None) -> list[TrainConfig]:
+    """What needs only the finished searches: the candidates and references at every longer length."""
+    out = []
+    for epochs in p.longer_epochs:
+        out += [c for configs in candidate_configs(p, epochs, root).values() for c in configs]
+        out += list(reference_configs(p, epochs).values())
+    return out
+
+
+def stage3_configs(p: Profile, root=None) -> list[TrainConfig]:
+    """What needs the finished candidates: each chosen setting with every seed, and at the trend lengths."""
+    out = []
+    for epochs in p.longer_epochs:
+        out += [c.replace(seed=s) for c in chosen_configs(p, epochs, root).values() for s in p.seeds]
+    if p.trend_epochs and p.longer_epochs:
+        chosen = chosen_configs(p, max(p.longer_epochs), root)
+        out += [c.replace(epochs=e) for e in p.trend_epochs for c in chosen.values()]
+    return out
+
+
+def planned_runs(p: Profile, root=None) -> dict[tuple[int, object, int], TrainConfig]:
+    """(epochs, Table 2 row key, seed) → config of every run the comparison reads at the longer
+    and trend lengths, as far as they can be listed: the choice at a length, and so its seeds and
+    the trend runs, is listed only once the candidates there are finished."""
+    configs = {}
+    for epochs in p.longer_epochs:
+        configs.update({(epochs, key, p.seed): c for key, c in reference_configs(p, epochs).items()})
+        try:
+            chosen = chosen_configs(p, epochs, root)
+        except MissingRunsError:
+            continue
+        for method, c in chosen.items():
+            configs.update({(epochs, METHODS[method], s): c.replace(seed=s) for s in p.seeds})
+            if epochs == max(p.longer_epochs):
+                configs.update({(e, METHODS[method], p.seed): c.replace(epochs=e) for e in p.trend_epochs})
+    return configs
+
+
+def pending_runs(p: Profile, root=None) -> list[TrainConfig]:
+    """The runs of the comparison not finished yet: the listed ones (:func:`planned_runs`), and
+    while the candidates at a length are unfinished, their second candidates too (the choice,
+    its seeds and the trend runs are listed once the candidates are finished)."""
+    folder = results_dir(p, root)
+    listed = list(planned_runs(p, root).values())
+    listed += [c for epochs in p.longer_epochs for cs in candidate_configs(p, epochs, root).values() for c in cs]
+    seen, out = set(), []
+    for c in listed:
+        if c.run_id() not in seen and find_run(c, folder) is None:
+            seen.add(c.run_id())
+            out.append(c)
+    return out
+
+
+def complete_lengths(p: Profile, runs: dict) -> list[int]:
+    """The longer lengths at which both methods have every seed of the profile (a verdict needs them)."""
+    return [e for e in p.longer_epochs
+            if all((e, key, s) in runs for key in METHODS.values() for s in p.seeds)]
+
+
+def all_configs(p: Profile, root=None) -> list[TrainConfig]:
+    """Every run of the training-length comparison, for planning (never trains): stages 2 and 3;
+    while runs they are listed from are unfinished, the first grid points stand in for the
+    candidates (:func:`companion.experiments.search.placeholder_choices`) and the first candidate for the choice."""
+    out = []
+    for epochs in p.longer_epochs:
+        try:
+            candidates = candidate_configs(p, epochs, root)
+        except MissingRunsError:
+            stand_in = placeholder_choices(p)
+            candidates = {"lasso": [beta_lasso(p, "s-fc", p.s_alpha, epochs, **stand_in["best"])],
+                          "sgd": [sgd(p, "s-fc", p.s_alpha, epochs, **(stand_in["sgd"] or {}))]}
+        try:
+            chosen = chosen_configs(p, epochs, root)
+        except MissingRunsError:
+            chosen = {m: cs[0] for m, cs in candidates.items()}
+        out += [c for cs in candidates.values() for c in cs] + list(reference_configs(p, epochs).values())
+        out += [c.replace(seed=s) for c in chosen.values() for s in p.seeds]
+        if epochs == max(p.longer_epochs):
+            out += [c.replace(epochs=e) for e in p.trend_epochs for c in chosen.values()]
+    return out

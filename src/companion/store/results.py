@@ -1,0 +1,412 @@
+"""The results store: one directory per run, named by :meth:`TrainConfig.run_id`.
+
+``root/<run_id>/`` holds
+
+- ``config.json``   the :class:`TrainConfig` (written when training starts),
+- ``metrics.jsonl`` one JSON line per epoch,
+- ``checkpoint.pt`` the last completed epoch (model, optimizer, scaler, scheduler, metrics),
+- ``arrays.npz``    small arrays the book draws (first-layer weights, Figure 4),
+- ``summary.json``  final numbers and provenance; written last, atomically: a run is *finished*
+  exactly when it has a summary,
+- ``lock.json``     only while a process trains the run: its host, pid, start time and a
+  heartbeat (one writer per run, :func:`run_lock`; :func:`lock_holder` says who holds it).
+
+All writes that replace a file go through a temporary file in the same directory and
+``os.replace``, so a reader (or a killed writer) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from companion.config import TrainConfig
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.pt"
+ARRAYS = "arrays.npz"
+#: held while a process trains the run (see :func:`run_lock`); never part of a finished run
+LOCK = "lock.json"
+
+#: summary entries copied into :func:`load_runs` rows (besides the config)
+SUMMARY_COLUMNS = (
+    "final_train_loss", "final_train_acc", "final_val_acc", "final_test_acc",
+    "best_val_acc", "best_val_epoch", "test_acc_at_best_val",
+    "total_nonzeros", "total_weights", "wall_time_s", "device_name", "precision_used", "git_commit",
+)
+
+
+@dataclass
+class Run:
+    """A run directory: its config, its summary (None while unfinished) and per-epoch metrics."""
+
+    path: Path
+    config: TrainConfig
+    summary: dict[str, Any] | None
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """One row per epoch; nested dicts flattened (``nonzeros.fc1``, ``weights.fc1``)."""
+        return pd.json_normalize(read_jsonl(self.path / METRICS))
+
+    def arrays(self) -> dict[str, Any]:
+        """The small arrays saved at the end of training, about the first layer (the one at the
+        first convolution's position): ``first_layer_name``; for every unit ``unit_nonzeros``,
+        ``locality_radius`` and ``locality_window_mass`` (:func:`companion.nn.analysis.locality`);
+        and ``filters`` (float16, units × C × H × W on the input grid) of the ``filter_units``
+        drawn at random among units with at least 20 non-zeros (Figures 4, 7–9)."""
+        import numpy as np
+
+        path = self.path / ARRAYS
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist (the run is unfinished or predates arrays)")
+        with np.load(path) as npz:
+            return {k: npz[k] for k in npz.files}
+
+
+# --------------------------------------------------------------------------- file helpers
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, then ``os.replace`` it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    write_atomic(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in rows).encode()))
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not Path(path).exists():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+# --------------------------------------------------------------------------- checkpoints
+#: version of checkpoint.pt's layout
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from (corrupt, truncated, or from another config)."""
+
+
+def write_checkpoint(path: Path, state: dict) -> None:
+    """Save a training state (``torch.save``, atomically) as checkpoint.pt."""
+    import torch
+
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path, config: TrainConfig, device) -> dict:
+    """Read and check a checkpoint: one :class:`CheckpointError` if corrupt or from another config."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a companion checkpoint")
+    except Exception as exc:  # unpicklable, truncated, wrong zip, ... : all mean the same here
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
+            "delete it to train from scratch"
+        ) from None
+    try:
+        theirs = TrainConfig.from_dict(state["config"]).result_fields()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} holds no readable config ({exc})") from None
+    ours = config.result_fields()
+    if theirs != ours:
+        diff = ", ".join(
+            f"{k}: {theirs.get(k)!r} (checkpoint) vs {ours.get(k)!r}"
+            for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)
+        )
+        raise CheckpointError(f"checkpoint {path} is from a different config ({diff}); not resuming")
+    return state
+
+
+# --------------------------------------------------------------------------- test labels
+def test_labels_path(root: str | os.PathLike, fingerprint: dict) -> Path:
+    """Where a store keeps the test labels of one dataset (named by its content hash): the runs'
+    ``test_predictions`` are scored against them (paired comparisons, issue 16)."""
+    return Path(root) / f"test_labels.{fingerprint['dataset']}.{fingerprint['content_blake2b'][:12]}.npz"
+
+
+def write_test_labels(root: str | os.PathLike, fingerprint: dict, labels) -> Path:
+    """Save the test labels of the dataset ``fingerprint`` names (uint8), once per store."""
+    import numpy as np
+
+    path = test_labels_path(root, fingerprint)
+    if not path.exists():
+        values = np.asarray(labels).astype(np.uint8)
+        write_atomic(path, lambda f: np.savez_compressed(f, labels=values))
+    return path
+
+
+def read_test_labels(root: str | os.PathLike, fingerprint: dict):
+    """The test labels :func:`write_test_labels` saved for the dataset ``fingerprint`` names."""
+    import numpy as np
+
+    path = test_labels_path(root, fingerprint)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the test labels of {fingerprint['dataset']} that the runs' "
+                                "predictions are scored against; a finished run of the trainer writes it")
+    with np.load(path) as npz:
+        return npz["labels"]
+
+
+# --------------------------------------------------------------------------- queries
+def load_run(path: str | os.PathLike) -> Run:
+    """Load the run in directory ``path`` (finished or not)."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise FileNotFoundError(f"{path} is not a run directory (no {CONFIG})")
+    config = TrainConfig.from_dict(_read_json(path / CONFIG))
+    summary = _read_json(path / SUMMARY) if (path / SUMMARY).is_file() else None
+    return Run(path=path, config=config, summary=summary)
+
+
+def find_run(config: TrainConfig, root: str | os.PathLike = "runs") -> Run | None:
+    """The finished run of ``config`` under ``root`` (same :meth:`~TrainConfig.run_id`), or None."""
+    path = Path(root) / config.run_id()
+    if not (path / SUMMARY).is_file() or not (path / CONFIG).is_file():
+        return None
+    return load_run(path)
+
+
+def load_runs(root: str | os.PathLike = "runs") -> pd.DataFrame:
+    """One row per finished run under ``root``: ``run_id``, ``path``, config fields, summary metrics
+    (:data:`SUMMARY_COLUMNS`) and final non-zeros per layer (``nonzeros.<layer>``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results root {root} does not exist")
+    config_columns = [f for f in TrainConfig.__dataclass_fields__]
+    rows = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (path / SUMMARY).is_file() or not (path / CONFIG).is_file():
+            continue
+        run = load_run(path)
+        row = {"run_id": run.run_id, "path": str(path), **run.config.to_dict()}
+        row.update({k: run.summary.get(k) for k in SUMMARY_COLUMNS})
+        for layer, count in (run.summary.get("nonzeros") or {}).items():
+            row[f"nonzeros.{layer}"] = count
+        rows.append(row)
+    columns = ["run_id", "path", *config_columns, *SUMMARY_COLUMNS]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    extra = [c for c in df.columns if c not in columns]
+    return df[columns + extra]
+
+
+# --------------------------------------------------------------------------- one writer per run
+#: a lock whose holder runs on another host is stale when its heartbeat (refreshed every epoch)
+#: is older than this many seconds; on the same host it is stale as soon as its pid is gone
+LOCK_STALE_S = 6 * 3600.0
+#: how often ``run_lock(wait=True)`` looks again (seconds)
+LOCK_POLL_S = 2.0
+
+
+class RunLocked(RuntimeError):
+    """The run is being trained by another live process (the message names it)."""
+
+
+def _read_lock(path: Path) -> dict | None:
+    """The lock's content, {} while its creator is still writing it, None when there is no lock."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        holder = None
+    return holder if isinstance(holder, dict) else {}
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` (of this host) runs: it exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    try:  # Linux: a killed process nobody has reaped yet is a zombie ("Z"), not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _is_stale(holder: dict, path: Path, stale_s: float) -> bool:
+    import socket
+    import time
+
+    if not holder:  # unreadable: stale once it is older than a writer could take to fill it
+        try:
+            return time.time() - path.stat().st_mtime > 60
+        except FileNotFoundError:
+            return True
+    if holder.get("host") == socket.gethostname():
+        return not _pid_alive(int(holder.get("pid", -1)))
+    return time.time() - float(holder.get("heartbeat", 0)) > stale_s
+
+
+def lock_holder(run_dir: str | os.PathLike, stale_s: float | None = None) -> dict | None:
+    """Who is training the run in ``run_dir`` now: the lock's ``host``, ``pid``, ``started``,
+    ``heartbeat`` (Unix times) and ``path``; None when nobody holds it or the lock is stale
+    (same host: its pid is gone; other host: no heartbeat for ``stale_s``, default :data:`LOCK_STALE_S`)."""
+    path = Path(run_dir) / LOCK
+    holder = _read_lock(path)
+    if holder is None or _is_stale(holder, path, LOCK_STALE_S if stale_s is None else stale_s):
+        return None
+    return {**holder, "path": str(path)}
+
+
+def _describe(holder: dict) -> str:
+    import time
+
+    if not holder.get("pid"):
+        return f"a process that is still writing {holder['path']}"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
+    beat = time.time() - float(holder.get("heartbeat", 0))
+    return (f"pid {holder['pid']} on host {holder.get('host')} (since {started}, last heartbeat "
+            f"{beat:.0f} s ago; lock file {holder['path']})")
+
+
+class RunLock:
+    """A held run lock (see :func:`run_lock`); :meth:`heartbeat` tells others it is alive."""
+
+    def __init__(self, path: Path, token: str):
+        self.path, self.token = path, token
+
+    def _owned(self) -> dict | None:
+        holder = _read_lock(self.path)
+        return holder if holder and holder.get("token") == self.token else None
+
+    def heartbeat(self) -> None:
+        import time
+
+        holder = self._owned()
+        if holder is not None:
+            write_json(self.path, {**holder, "heartbeat": time.time()})
+
+    def release(self) -> None:
+        if self._owned() is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+
+def _try_lock(path: Path, stale_s: float) -> RunLock | None:
+    """Create the lock file (O_EXCL) or break a stale one; None if a live holder has it."""
+    import socket
+    import time
+    import uuid
+
+    token = uuid.uuid4().hex
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        holder = _read_lock(path)
+        if holder is not None and _is_stale(holder, path, stale_s):
+            _break(path, holder)
+        return None
+    now = time.time()
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "started": now, "heartbeat": now,
+            "token": token, "run_id": path.parent.name}
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(info, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return RunLock(path, token)
+
+
+def _break(path: Path, stale: dict) -> None:
+    """Remove the stale lock ``stale``, under a short-lived guard so that two processes breaking
+    it at once cannot remove a fresh lock that one of them has just taken."""
+    import time
+
+    guard = path.with_name(path.name + ".break")
+    try:
+        fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - guard.stat().st_mtime > 60:  # its breaker died
+                os.unlink(guard)
+        return
+    try:
+        if _read_lock(path) == stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    finally:
+        os.close(fd)
+        os.unlink(guard)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike, *, wait: bool = False, stale_s: float | None = None,
+             poll_s: float | None = None):
+    """Hold ``run_dir``'s lock (one writer per run) for the ``with`` block; yields a
+    :class:`RunLock`. A live holder is :class:`RunLocked` naming it, or, with ``wait=True``,
+    waited for. A stale lock (see :func:`lock_holder`) is broken. Released on exit and on errors."""
+    import time
+
+    path = Path(run_dir) / LOCK
+    stale_s = LOCK_STALE_S if stale_s is None else stale_s
+    while True:
+        lock = _try_lock(path, stale_s)
+        if lock is not None:
+            break
+        holder = lock_holder(run_dir, stale_s)
+        if holder is not None and not wait:
+            raise RunLocked(f"run {Path(run_dir).name} is being trained by {_describe(holder)}; "
+                            "wait for it (wait=True, --wait) or, if that process is gone, delete the lock file")
+        time.sleep(0.05 if holder is None else LOCK_POLL_S if poll_s is None else poll_s)
+    try:
+        yield lock
+    finally:
+        lock.release()
