@@ -1,4 +1,4 @@
-"""Command line: ``companion params | train | sweep | reproduce | experiments | weights``.
+"""Command line: ``companion params | train | sweep | reproduce | experiments | weights | store``.
 
 A thin shell: each sub-command's arguments and behaviour live in the module that implements
 it (``add_cli(subparsers)`` registers it), so the CLI and the notebooks call the same functions.
@@ -18,6 +18,7 @@ COMMANDS = {
     "reproduce": "companion.book.reproduce",
     "experiments": "companion.experiments.stages",
     "weights": "companion.book.export",
+    "store": "companion.book.prune",
 }
 
 

@@ -200,6 +200,13 @@ class TrainConfig:
         return cls(**values)
 
 
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps per epoch: ⌊training images / batch⌋. The trainer drops the last partial
+    batch (every step sees a full batch), so this is the one count the trainer's schedule and the
+    book's step figures share."""
+    return n_train // batch_size
+
+
 def _is_device(name: str) -> bool:
     if name == "auto":
         return True

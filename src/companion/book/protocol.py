@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from companion.book.labels import run_label
+from companion.config import steps_per_epoch
 from companion.experiments.profiles import Profile
 from companion.experiments.runs import BEST_LASSO, finished, search_configs, seed_configs, table2_configs
 from companion.experiments.search import choices
@@ -41,11 +42,11 @@ def initial_first_layer(p: Profile) -> dict[str, float]:
 
 
 def steps(p: Profile, epochs: int) -> int:
-    """Optimizer steps of one run: ``epochs`` × ⌈training images / batch⌉ (the trainer keeps the
-    last partial batch)."""
+    """Optimizer steps of one run: ``epochs`` × the trainer's steps per epoch
+    (:func:`companion.config.steps_per_epoch`: the last partial batch is dropped)."""
     if p.train_size is None:
         raise ValueError(f"profile {p.name} trains on the whole dataset; give its training size")
-    return epochs * -(-p.train_size // p.batch_size)
+    return epochs * steps_per_epoch(p.train_size, p.batch_size)
 
 
 def search_regime(p: Profile) -> pd.DataFrame:

@@ -18,7 +18,7 @@ epochs of 45,000 images at batch 512). The total ℓ1 shrink ½·η·λ·T and t
 the λ chosen at 24 epochs were inside the paper's range relative to the initial weights; they
 arrived in doses 15–150× larger per step, and the first layer started to become local only
 after 98 % of the learning rate was spent, with no generalisation gap for a regulariser to
-close (train ≈ test). At 120 epochs (9,480 steps) S-FC with SGD opens a gap of ≈ 19 points, and
+close (train ≈ test). At 120 epochs (9,360 steps: 78 full batches of 128 per epoch) S-FC with SGD opens a gap of ≈ 19 points, and
 the chosen β-LASSO run's first-layer density and locality radius stop moving with 20–40 % of
 the learning rate left (measured: :func:`companion.book.protocol.settling`). The grid is chosen from
 that regime (:func:`companion.book.protocol.search_regime`): λ ∈ {1e-5, 3e-5, 1e-4} with

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from companion import __version__
-from companion.config import TrainConfig
+from companion.config import TrainConfig, steps_per_epoch
 from companion.data.augment import make_augment, normalize
 from companion.data.datasets import batches, load_data
 from companion.data.permutation import PixelPermutation
@@ -302,7 +302,7 @@ def _build(job: _Job, state: dict | None) -> _Loop:
     if config.batch_size < group.world_size:
         raise ValueError(f"batch_size {config.batch_size} is smaller than the number of processes "
                          f"({group.world_size}); every process needs at least one image of each batch")
-    steps = n_train // config.batch_size
+    steps = steps_per_epoch(n_train, config.batch_size)
     torch.manual_seed(config.seed)
     model = build_model(config.model, config.alpha, image_size=data.image_size, in_channels=data.in_channels,
                         num_classes=data.num_classes, dropout=config.dropout, kernel_size=config.kernel_size,
