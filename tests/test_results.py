@@ -223,3 +223,34 @@ def test_committed_runs_are_still_found():
         config = TrainConfig.from_dict(results._read_json(summary.parent / results.CONFIG))
         assert config.run_id() == summary.parent.name
         assert results.find_run(config, summary.parent.parent).path == summary.parent
+
+
+# ------------------------------------------------------------------ issue 17, item 7: what is broken
+def _stored_run(tmp_path):
+    """A finished tiny run with stored weights (β-LASSO S-FC, so its export is sparse)."""
+    from companion.store import artifacts
+    from companion.train.loop import train
+
+    config = TrainConfig(model="s-fc", alpha=1, epochs=1, dataset="synthetic", subset=64, batch_size=32,
+                         device="cpu", optimizer="beta-lasso", lam=1e-3, beta=50.0)
+    run = train(config, root=tmp_path, progress=False)
+    artifacts.save_weights(run, artifacts.load_model(run))
+    return run
+
+
+@pytest.mark.parametrize("name", ["summary.json", "config.json", "metrics.jsonl", "arrays.npz", "weights.npz"])
+def test_a_broken_run_file_is_one_error_naming_it(tmp_path, name):
+    from companion.store import artifacts
+
+    run = _stored_run(tmp_path)
+    path = run.path / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(results.BrokenRunError) as err:
+        loaded = results.load_run(run.path)
+        loaded.metrics  # noqa: B018 (reading is the test)
+        loaded.arrays()
+        artifacts.load_weights(loaded)
+    message = str(err.value)
+    assert str(path) in message and "corrupt or truncated" in message and "delete the run directory" in message
+    assert path.read_bytes() == data[: len(data) // 2]  # nothing is rewritten

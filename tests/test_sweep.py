@@ -94,3 +94,16 @@ def test_tiny_sweep_runs_skips_finished_and_picks_best(tmp_path, capsys):
     assert main(["sweep", str(spec), "--root", str(tmp_path / "runs"), "--status"]) == 0
     out = capsys.readouterr().out  # the diverged run's error is recorded, so it is "failed"
     assert "3 configs under" in out and "2 finished, 0 running, 1 failed" in out and "non-finite" in out
+
+
+def test_sweep_without_a_validation_split_lists_what_it_trained_and_how_to_select(tmp_path, capsys):
+    from companion.cli import main
+
+    spec = tmp_path / "noval.yaml"
+    base = ", ".join(f"{k}: {v}" for k, v in {**TINY, "val_size": 0}.items())
+    spec.write_text(f"base: {{{base}}}\ngrid: {{lr: [0.05, 0.5]}}\n")
+    assert main(["sweep", str(spec), "--root", str(tmp_path / "runs"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    df = run_sweep(spec, tmp_path / "runs", progress=False)
+    assert "2 run(s) finished" in out and all(r in out for r in df["run_id"])
+    assert "set val_size" in out and "no validation split" in out

@@ -231,6 +231,12 @@ def _cli(args) -> int:
         if df.empty:
             print(f"no finished runs ({len(report.failed)} failed)")
             return 1
+        if df[args.select_by].isna().all():  # trained without a validation split: nothing to select by
+            print(f"{len(df)} run(s) finished under {args.root}, none with a {args.select_by} (no validation split):")
+            print(df[["run_id", *_varying(df), "final_train_acc", "final_test_acc"]].to_string(index=False))
+            print("to select on validation accuracy (Appendix A.2; never on test), set val_size (e.g. 5000) in "
+                  "the spec's base and run the sweep again: it trains those runs with a held-out split")
+            return 1 if report.failed else 0
         best = best_by_validation(df, group_by, args.select_by)
         show = [*group_by, *_varying(df, group_by), "run_id", args.select_by, "final_test_acc"]
         print(f"best by {args.select_by} per {', '.join(group_by)}:")

@@ -99,7 +99,7 @@ def load_weights(run: results.Run) -> torch.nn.Module:
     path = run.path / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"run {run.run_id}: no stored weights at {path}")
-    with np.load(path) as npz:
+    with results.reading(path), np.load(path) as npz:
         state = unpack_state({k: npz[k] for k in npz.files})
     model = _build(run)
     model.load_state_dict(state)

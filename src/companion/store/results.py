@@ -45,6 +45,32 @@ SUMMARY_COLUMNS = (
 )
 
 
+class BrokenRunError(ValueError):
+    """A file of a run that cannot be read (corrupt or truncated): names the file and what to do."""
+
+
+def broken(path: Path, exc: BaseException) -> BrokenRunError:
+    """The one error for an unreadable run file ``path``: which file, why, and how to recover."""
+    run_dir = Path(path).parent
+    return BrokenRunError(
+        f"{path} is corrupt or truncated ({type(exc).__name__}: {exc}); delete the run directory {run_dir} "
+        f"and train it again (`companion experiments --profile <profile>` retrains every missing run of the "
+        f"book; `companion train` with the settings in its {CONFIG} retrains this one)")
+
+
+@contextlib.contextmanager
+def reading(path: Path):
+    """Turn any failure to parse ``path`` (a run's file) into :func:`broken`'s error."""
+    import zipfile
+
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, (FileNotFoundError, BrokenRunError)):
+            raise
+        raise broken(path, exc) from None
+
+
 @dataclass
 class Run:
     """A run directory: its config, its summary (None while unfinished) and per-epoch metrics."""
@@ -64,7 +90,9 @@ class Run:
     @property
     def metrics(self) -> pd.DataFrame:
         """One row per epoch; nested dicts flattened (``nonzeros.fc1``, ``weights.fc1``)."""
-        return pd.json_normalize(read_jsonl(self.path / METRICS))
+        path = self.path / METRICS
+        with reading(path):
+            return pd.json_normalize(read_jsonl(path))
 
     def arrays(self) -> dict[str, Any]:
         """The small arrays saved at the end of training, about the first layer (the one at the
@@ -77,7 +105,7 @@ class Run:
         path = self.path / ARRAYS
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist (the run is unfinished or predates arrays)")
-        with np.load(path) as npz:
+        with reading(path), np.load(path) as npz:
             return {k: npz[k] for k in npz.files}
 
 
@@ -203,8 +231,14 @@ def load_run(path: str | os.PathLike) -> Run:
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise FileNotFoundError(f"{path} is not a run directory (no {CONFIG})")
-    config = TrainConfig.from_dict(_read_json(path / CONFIG))
-    summary = _read_json(path / SUMMARY) if (path / SUMMARY).is_file() else None
+    with reading(path / CONFIG):
+        config = TrainConfig.from_dict(_read_json(path / CONFIG))
+    summary = None
+    if (path / SUMMARY).is_file():
+        with reading(path / SUMMARY):
+            summary = _read_json(path / SUMMARY)
+            if not isinstance(summary, dict):
+                raise ValueError(f"a run summary is a JSON object, got {type(summary).__name__}")
     return Run(path=path, config=config, summary=summary)
 
 
