@@ -14,6 +14,12 @@ from companion.experiments.runs import finished, results_dir
 from companion.store.results import find_run
 
 
+def setting(c) -> str:
+    """The optimizer settings of a run's config, in words."""
+    return (f"β={c.beta:g}, λ={c.lam:g}, λ_first={c.lam_first:g}" if c.optimizer == "beta-lasso"
+            else f"momentum {c.momentum:g}, weight decay {c.weight_decay:g}")
+
+
 def candidate_frame(p: Profile, epochs: int, root=None) -> pd.DataFrame:
     """One row per candidate at ``epochs``: method, its settings, validation / test / train
     accuracy (%, NaN while unfinished), and ``chosen`` (best validation accuracy of its method,
@@ -26,9 +32,7 @@ def candidate_frame(p: Profile, epochs: int, root=None) -> pd.DataFrame:
         best = vals.index(max(vals)) if None not in vals else None
         for i, (c, r) in enumerate(zip(configs, runs)):
             s = r.summary if r else {}
-            setting = (f"β={c.beta:g}, λ={c.lam:g}, λ_first={c.lam_first:g}" if c.optimizer == "beta-lasso"
-                       else f"momentum {c.momentum:g}, weight decay {c.weight_decay:g}")
-            rows.append({"method": method, "setting": setting,
+            rows.append({"method": method, "setting": setting(c),
                          **{f"{k}_acc": 100 * s[f"final_{k}_acc"] if r else float("nan") for k in ("val", "test", "train")},
                          "chosen": "pending" if best is None else ("yes" if i == best else "no"), "run_id": c.run_id()})
     return pd.DataFrame(rows)
@@ -48,6 +52,19 @@ def length_runs(p: Profile, root=None, *, partial: bool = False) -> dict[tuple[i
         return out
     folder = results_dir(p, root)
     out.update({k: r for k, c in planned.items() if (r := find_run(c, folder)) is not None})
+    return out
+
+
+def first_candidates(p: Profile, root=None) -> dict[tuple[int, object, int], object]:
+    """(epochs, Table 2 row key, first seed) → the finished first candidate of each method at each
+    longer length (the best setting at the long length): what the chapter can show before the
+    choice at that length is made."""
+    folder = results_dir(p, root)
+    out = {}
+    for epochs in p.longer_epochs:
+        for method, configs in candidate_configs(p, epochs, folder).items():
+            if (run := find_run(configs[0], folder)) is not None:
+                out[(epochs, METHODS[method], p.seed)] = run
     return out
 
 

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from companion.book.claims import null_comparison
 from companion.book.labels import run_label
+from companion.book.length_tables import setting
 from companion.book.protocol import null_frame, settling_curves
 from companion.book.weight_figures import filter_rgb
 from companion.checks import require_columns
@@ -231,7 +232,8 @@ def describe_snapshots(pair: dict) -> str:
         raise ValueError("no runs with recorded snapshots")
     first = next(iter(pair.values()))
     epochs = snapshot_stack(first)[0]
-    runs = ", ".join(f"{_title(m, r)} (run {r.run_id})" for m, r in pair.items())
+    runs = ", ".join(f"{'β-LASSO' if m == 'lasso' else 'SGD'} ({setting(r.config)}; run {r.run_id})"
+                     for m, r in pair.items())
     return (f"The runs shown: {runs}, {first.config.epochs} epochs, seed {first.config.seed}; "
             f"{len(epochs)} recorded epochs: {', '.join(map(str, epochs))}.")
 
