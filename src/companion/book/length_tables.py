@@ -38,23 +38,6 @@ def candidate_frame(p: Profile, epochs: int, root=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def length_runs(p: Profile, root=None, *, partial: bool = False) -> dict[tuple[int, object, int], object]:
-    """(epochs, Table 2 row key, seed) → finished Run for the central comparison at every length:
-    the long length's seed runs (Table 2), and :func:`planned_runs`. ``partial=False``: every
-    planned run must be finished (else :class:`~companion.experiments.runs.MissingRunsError` lists them);
-    ``partial=True``: the finished ones (:func:`pending_runs` lists the rest)."""
-
-    out = {(p.epochs_long, key, seed): run for (key, seed), run in seed_runs(p, root).items()
-           if key in METHODS.values()}
-    planned = planned_runs(p, root)
-    if not partial:
-        out.update(zip(planned, finished(p, list(planned.values()), root)))
-        return out
-    folder = results_dir(p, root)
-    out.update({k: r for k, c in planned.items() if (r := find_run(c, folder)) is not None})
-    return out
-
-
 def first_candidates(p: Profile, root=None) -> dict[tuple[int, object, int], object]:
     """(epochs, Table 2 row key, first seed) → the finished first candidate of each method at each
     longer length (the best setting at the long length): what the chapter can show before the
@@ -65,6 +48,25 @@ def first_candidates(p: Profile, root=None) -> dict[tuple[int, object, int], obj
         for method, configs in candidate_configs(p, epochs, folder).items():
             if (run := find_run(configs[0], folder)) is not None:
                 out[(epochs, METHODS[method], p.seed)] = run
+    return out
+
+
+def length_runs(p: Profile, root=None, *, partial: bool = False) -> dict[tuple[int, object, int], object]:
+    """(epochs, Table 2 row key, seed) → finished Run for the central comparison at every length:
+    the long length's seed runs (Table 2), and :func:`planned_runs`. ``partial=False``: every
+    planned run must be finished (else :class:`~companion.experiments.runs.MissingRunsError` lists them);
+    ``partial=True``: the finished ones (:func:`~companion.experiments.lengths.pending_runs` lists the
+    rest), and while the choice at a length is pending, :func:`first_candidates` in its place."""
+
+    out = {(p.epochs_long, key, seed): run for (key, seed), run in seed_runs(p, root).items()
+           if key in METHODS.values()}
+    planned = planned_runs(p, root)
+    if not partial:
+        out.update(zip(planned, finished(p, list(planned.values()), root)))
+        return out
+    folder = results_dir(p, root)
+    out.update(first_candidates(p, folder))
+    out.update({k: r for k, c in planned.items() if (r := find_run(c, folder)) is not None})
     return out
 
 

@@ -246,9 +246,12 @@ def describe_pending(p, pending: list, runs: dict) -> str:
                if done else "No longer length has its verdict yet.")
     if not pending:
         return f"Every run of this comparison is finished. {verdict}"
+    stand_in = " ".join(f"Until the candidates at {e} epochs are finished, its S-FC rows show the first candidates "
+                        "(the best settings at the long length), seed " + str(p.seed) + "." for e in p.longer_epochs
+                        if any(c.epochs == e and c.model == "s-fc" and c.seed == p.seed for c in pending))
     waiting = [e for e in p.longer_epochs if e not in done]
     lines = "; ".join(describe_run(c) for c in pending)
     return (f"{verdict} Still training ({len(pending)} run{'s' if len(pending) > 1 else ''} listed so far; the "
             f"choice at a length, its seeds and the trend runs are listed once the candidates there are "
             f"finished): {lines}. The verdict at {', '.join(f'{e}' for e in waiting)} epochs waits for them; "
-            f"`companion experiments --profile {p.name}` trains them.")
+            f"`companion experiments --profile {p.name}` trains them." + (f" {stand_in}" if stand_in else ""))
