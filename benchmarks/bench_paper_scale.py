@@ -23,7 +23,7 @@ from companion.data.augment import make_augment
 from companion.nn.models import build_model
 from companion.optim import BetaLasso, lasso_param_groups
 from companion.train.device import autocast
-from companion.train.loop import optimizer_step
+from companion.train.step import optimizer_step
 
 
 def matmul_flops_per_image(model: nn.Module, first_needs_input_grad: bool = False) -> float:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from companion.store import results
+from companion.store import locks, results
 from companion.config import TrainConfig
 from companion.train.distributed import GlooSyncBatchNorm, Group
 from companion.train.loop import train
@@ -91,7 +91,7 @@ def kill_job(proc: subprocess.Popen) -> None:
         os.killpg(pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 30
-    while any(results._pid_alive(pid) for pid in workers):
+    while any(locks._pid_alive(pid) for pid in workers):
         assert time.monotonic() < deadline, "workers survived SIGKILL"
         time.sleep(0.05)
 
@@ -108,7 +108,7 @@ def test_two_processes_resume_after_sigkill(tmp_path, single):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     kill_job(proc)
-    assert not (run_dir / results.SUMMARY).exists() and results.lock_holder(run_dir) is None
+    assert not (run_dir / results.SUMMARY).exists() and locks.lock_holder(run_dir) is None
     killed_at = torch.load(run_dir / results.CHECKPOINT, weights_only=True)["epoch"]
     again = subprocess.run(torchrun(config, tmp_path, "--resume"), env=ENV, capture_output=True, text=True,
                            timeout=300)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import submitit
 
-from companion.store import results
+from companion.store import locks, results
 from companion.train import launch, launch_options
 from companion.cli import main
 from companion.config import TrainConfig
@@ -37,7 +37,7 @@ def kill_after_first_checkpoint(run_dir, timeout_s: float = 120.0) -> dict:
     """SIGKILL the process training ``run_dir`` (the pid in its lock) once a checkpoint exists."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        holder = results.lock_holder(run_dir)
+        holder = locks.lock_holder(run_dir)
         if holder and holder.get("pid") and (run_dir / results.CHECKPOINT).is_file():
             os.kill(int(holder["pid"]), signal.SIGKILL)
             return holder
@@ -85,7 +85,7 @@ def test_status_states(tmp_path, monkeypatch):
     fake_run(tmp_path, interrupted, results.CHECKPOINT)
     launch.record_error(tmp_path, failed.run_id(), "RuntimeError: training diverged")
     holder = {"host": "node7", "pid": 123, "started": 0.0, "heartbeat": 0.0}
-    monkeypatch.setattr(results, "lock_holder", lambda d: holder if d.name == running.run_id() else None,
+    monkeypatch.setattr(locks, "lock_holder", lambda d: holder if d.name == running.run_id() else None,
                         raising=False)
     view = launch.status(configs + [missing], tmp_path)
     assert list(view["state"]) == ["finished", "running", "failed", "interrupted", "missing"]
@@ -96,7 +96,7 @@ def test_status_states(tmp_path, monkeypatch):
 
 def test_held_runs_are_skipped_and_reported(tmp_path, monkeypatch, capsys):
     held, free = tiny(seed=0), tiny(seed=1)
-    monkeypatch.setattr(results, "lock_holder",
+    monkeypatch.setattr(locks, "lock_holder",
                         lambda d: {"host": "elsewhere", "pid": 9} if d.name == held.run_id() else None,
                         raising=False)
     report = launch.train_missing([held, free], tmp_path, progress=False)
@@ -107,8 +107,8 @@ def test_held_runs_are_skipped_and_reported(tmp_path, monkeypatch, capsys):
     class RunLocked(RuntimeError):  # the lock taken between the check and the job's start
         pass
 
-    monkeypatch.setattr(results, "RunLocked", RunLocked, raising=False)
-    monkeypatch.setattr(results, "lock_holder", lambda d: None, raising=False)
+    monkeypatch.setattr(locks, "RunLocked", RunLocked, raising=False)
+    monkeypatch.setattr(locks, "lock_holder", lambda d: None, raising=False)
 
     def locked_train(config, **kwargs):
         raise RunLocked("held")

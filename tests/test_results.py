@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from companion.store import results
+from companion.store import locks, results
 from companion.nn.analysis import layer_sizes, nonzeros
 from companion.config import TrainConfig
 from companion.train.loop import train
@@ -104,45 +104,45 @@ def dead_pid() -> int:
 
 
 def test_run_lock_names_its_holder_and_is_released(tmp_path):
-    with results.run_lock(tmp_path) as lock:
-        holder = results.lock_holder(tmp_path)
+    with locks.run_lock(tmp_path) as lock:
+        holder = locks.lock_holder(tmp_path)
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
         assert holder["started"] <= holder["heartbeat"] <= time.time()
-        with pytest.raises(results.RunLocked, match=rf"is being trained by pid {os.getpid()} on host "):
-            with results.run_lock(tmp_path):
+        with pytest.raises(locks.RunLocked, match=rf"is being trained by pid {os.getpid()} on host "):
+            with locks.run_lock(tmp_path):
                 pass
         before = holder["heartbeat"]
         time.sleep(0.01)
         lock.heartbeat()
-        assert results.lock_holder(tmp_path)["heartbeat"] > before
-    assert results.lock_holder(tmp_path) is None and not (tmp_path / results.LOCK).exists()
+        assert locks.lock_holder(tmp_path)["heartbeat"] > before
+    assert locks.lock_holder(tmp_path) is None and not (tmp_path / locks.LOCK).exists()
     with pytest.raises(KeyError):
-        with results.run_lock(tmp_path):
+        with locks.run_lock(tmp_path):
             raise KeyError("boom")
-    assert not (tmp_path / results.LOCK).exists()  # released on errors too
-    assert issubclass(results.RunLocked, RuntimeError)
+    assert not (tmp_path / locks.LOCK).exists()  # released on errors too
+    assert issubclass(locks.RunLocked, RuntimeError)
 
 
 def test_stale_locks_do_not_block(tmp_path):
     now = time.time()
     dead = {"host": socket.gethostname(), "pid": dead_pid(), "started": now, "heartbeat": now, "token": "x"}
-    results.write_json(tmp_path / results.LOCK, dead)
-    assert results.lock_holder(tmp_path) is None  # same host, pid gone
+    results.write_json(tmp_path / locks.LOCK, dead)
+    assert locks.lock_holder(tmp_path) is None  # same host, pid gone
     away = {**dead, "host": "elsewhere.invalid", "pid": os.getpid()}
-    results.write_json(tmp_path / results.LOCK, {**away, "heartbeat": now - 100})
-    assert results.lock_holder(tmp_path)["host"] == "elsewhere.invalid"  # other host, recent heartbeat
-    assert results.lock_holder(tmp_path, stale_s=50) is None  # ... older than the limit
-    with results.run_lock(tmp_path, stale_s=50):
-        assert results.lock_holder(tmp_path)["pid"] == os.getpid()
+    results.write_json(tmp_path / locks.LOCK, {**away, "heartbeat": now - 100})
+    assert locks.lock_holder(tmp_path)["host"] == "elsewhere.invalid"  # other host, recent heartbeat
+    assert locks.lock_holder(tmp_path, stale_s=50) is None  # ... older than the limit
+    with locks.run_lock(tmp_path, stale_s=50):
+        assert locks.lock_holder(tmp_path)["pid"] == os.getpid()
 
 
 def test_wait_waits_for_the_holder(tmp_path):
     import threading
 
     order = []
-    with results.run_lock(tmp_path):
+    with locks.run_lock(tmp_path):
         def second():
-            with results.run_lock(tmp_path, wait=True, poll_s=0.05):
+            with locks.run_lock(tmp_path, wait=True, poll_s=0.05):
                 order.append("second")
 
         thread = threading.Thread(target=second)
@@ -163,8 +163,8 @@ def cli(config: TrainConfig, root, *extra) -> list[str]:
 
 HOLDER = """
 import sys
-from companion.store import results
-with results.run_lock(sys.argv[1]):
+from companion.store import locks
+with locks.run_lock(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.readline()  # hold the run until the test says so
 """
@@ -195,7 +195,7 @@ def test_two_processes_one_writer(tmp_path):
     out, err = waiter.communicate(timeout=300)
     assert waiter.returncode == 0 and f"run: {run_dir}" in out, err
     assert [m["epoch"] for m in results.read_jsonl(run_dir / results.METRICS)] == [1, 2, 3, 4]
-    assert not (run_dir / results.LOCK).exists() and results.find_run(config, tmp_path).finished
+    assert not (run_dir / locks.LOCK).exists() and results.find_run(config, tmp_path).finished
 
 
 def test_stale_lock_of_a_killed_process_does_not_block_training(tmp_path):
@@ -203,12 +203,12 @@ def test_stale_lock_of_a_killed_process_does_not_block_training(tmp_path):
     run_dir = tmp_path / config.run_id()
     run_dir.mkdir()
     now = time.time()
-    results.write_json(run_dir / results.LOCK, {"host": socket.gethostname(), "pid": dead_pid(),
+    results.write_json(run_dir / locks.LOCK, {"host": socket.gethostname(), "pid": dead_pid(),
                                                 "started": now, "heartbeat": now, "token": "x"})
     run = train(config, root=tmp_path, progress=False)
-    assert run.finished and not (run_dir / results.LOCK).exists()
+    assert run.finished and not (run_dir / locks.LOCK).exists()
     # a finished run is returned without locking, even while someone holds its lock
-    with results.run_lock(run_dir):
+    with locks.run_lock(run_dir):
         assert train(config, root=tmp_path, progress=False).summary == run.summary
 
 

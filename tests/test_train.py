@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from companion.store import results
+from companion.store import locks, results
 from companion.config import TrainConfig
 from companion.nn.analysis import first_layer_filters
 from companion.nn.models import build_model
@@ -90,7 +90,7 @@ def test_permutation_acts_after_augmentation():
     """Section 4.1's permutation test: flips and crops act on the image, then pixels move."""
     from companion.data.augment import make_augment
     from companion.data.permutation import PixelPermutation
-    from companion.train.loop import training_inputs
+    from companion.train.step import training_inputs
 
     x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     augment, permutation = make_augment("flip-crop", "cifar10"), PixelPermutation(3, 32, 32)
@@ -242,8 +242,8 @@ def kill_after_first_checkpoint(command: list[str], run_dir: Path, timeout: floa
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert not (run_dir / results.SUMMARY).exists()  # killed mid-run
-    assert (run_dir / results.LOCK).exists()  # left behind by the killed process ...
-    assert results.lock_holder(run_dir) is None  # ... and stale
+    assert (run_dir / locks.LOCK).exists()  # left behind by the killed process ...
+    assert locks.lock_holder(run_dir) is None  # ... and stale
 
 
 @pytest.mark.slow
@@ -256,7 +256,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     with pytest.raises(FileExistsError, match="unfinished run"):
         train(config, root=tmp_path / "a", progress=False)  # resume=False never discards progress
     resumed = train(config, root=tmp_path / "a", resume=True, progress=False)
-    assert not (run_dir / results.LOCK).exists()
+    assert not (run_dir / locks.LOCK).exists()
     straight = train(config, root=tmp_path / "b", progress=False)
     a, b = weights(resumed), weights(straight)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -278,7 +278,7 @@ def test_crash_between_checkpoint_and_metrics_line_resumes_exactly(tmp_path, mon
         train(config, root=tmp_path / "a", progress=False)
     monkeypatch.undo()
     run_dir = tmp_path / "a" / config.run_id()
-    assert results.read_jsonl(run_dir / results.METRICS) == [] and not (run_dir / results.LOCK).exists()
+    assert results.read_jsonl(run_dir / results.METRICS) == [] and not (run_dir / locks.LOCK).exists()
     resumed = train(config, root=tmp_path / "a", resume=True, progress=False)
     straight = train(config, root=tmp_path / "b", progress=False)
     assert all(torch.equal(a, b) for a, b in zip(weights(resumed).values(), weights(straight).values()))

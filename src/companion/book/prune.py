@@ -16,7 +16,7 @@ from companion.book.chapters import chapter_configs
 from companion.experiments import profiles
 from companion.experiments.profiles import PROFILE_NAMES, Profile
 from companion.experiments.runs import results_dir
-from companion.store import results
+from companion.store import locks, results
 
 
 def read_run_ids(p: Profile, root=None) -> set[str]:
@@ -33,7 +33,7 @@ def unread_runs(p: Profile, root=None) -> list[Path]:
     out = []
     for path in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
         finished = (path / results.SUMMARY).is_file()
-        if finished and path.name not in read and results.lock_holder(path) is None:
+        if finished and path.name not in read and locks.lock_holder(path) is None:
             out.append(path)
     return out
 

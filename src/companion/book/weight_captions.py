@@ -20,7 +20,7 @@ from companion.store.artifacts import WEIGHTS
 
 def permutation_caveat(p: Profile) -> str:
     """How the permuted runs were trained (chapter 10): each batch is augmented, then permuted
-    (:func:`companion.train.loop.training_inputs`)."""
+    (:func:`companion.train.step.training_inputs`)."""
     if p.augment == "none":
         return ("This profile trains without augmentation: every image, in training and in "
                 "evaluation, has its pixels moved by the same fixed permutation.")

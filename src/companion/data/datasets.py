@@ -81,6 +81,39 @@ def default_data_root() -> Path:
 # --------------------------------------------------------------------------- public entry point
 
 
+def _source_arrays(dataset: str, data_root, download: bool, synthetic_size: tuple[int, int]):
+    """``(train, test, source, official md5)`` of ``dataset``: generated (synthetic) or read from
+    ``data_root`` (:func:`companion.data.files.load_arrays`)."""
+    if dataset == "synthetic":
+        if len(synthetic_size) != 2:
+            raise ValueError(f"synthetic_size must be (n_train, n_test), got {synthetic_size!r}")
+        check_int("synthetic_size[0]", synthetic_size[0], minimum=1)
+        check_int("synthetic_size[1]", synthetic_size[1], minimum=1)
+        train, test = make_synthetic(*synthetic_size)
+        return train, test, f"synthetic(seed={SYNTHETIC_SEED}, patch={SYNTHETIC_PATCH})", None
+    root = Path(data_root).expanduser() if data_root is not None else default_data_root()
+    return load_arrays(dataset, root, NUM_CLASSES[dataset], download)
+
+
+def split_indices(dataset: str, n_raw: int, *, val_size: int, subset: int | None, seed: int):
+    """Seeded split of ``n_raw`` training images into ``(train_idx, val_idx)``: the first
+    ``val_size`` of one permutation form the validation split; the training subset is taken from
+    the rest (so the validation split does not depend on ``subset``). Both are sorted, so the
+    splits keep the source order."""
+    if val_size >= n_raw:
+        raise ValueError(
+            f"val_size={val_size} must be smaller than the {n_raw} training images of {dataset}"
+        )
+    if subset is not None and subset > n_raw - val_size:
+        raise ValueError(
+            f"subset={subset} is larger than the {n_raw - val_size} training images available "
+            f"({n_raw} minus val_size={val_size})"
+        )
+    order = torch.randperm(n_raw, generator=torch.Generator().manual_seed(seed)).numpy()
+    rest = order[val_size:]
+    return np.sort(rest if subset is None else rest[:subset]), np.sort(order[:val_size])
+
+
 def load_data(
     dataset: str,
     data_root: str | os.PathLike | None = None,
@@ -106,40 +139,10 @@ def load_data(
     if subset is not None:
         check_int("subset", subset, minimum=1)
     check_int("seed", seed, minimum=0)
-    num_classes = NUM_CLASSES[dataset]
-
-    if dataset == "synthetic":
-        if len(synthetic_size) != 2:
-            raise ValueError(f"synthetic_size must be (n_train, n_test), got {synthetic_size!r}")
-        check_int("synthetic_size[0]", synthetic_size[0], minimum=1)
-        check_int("synthetic_size[1]", synthetic_size[1], minimum=1)
-        (x_train, y_train), (x_test, y_test) = make_synthetic(*synthetic_size)
-        source, official = f"synthetic(seed={SYNTHETIC_SEED}, patch={SYNTHETIC_PATCH})", None
-    else:
-        root = Path(data_root).expanduser() if data_root is not None else default_data_root()
-        (x_train, y_train), (x_test, y_test), source, official = load_arrays(
-            dataset, root, num_classes, download
-        )
-
-    n_raw = len(y_train)
-    if val_size >= n_raw:
-        raise ValueError(
-            f"val_size={val_size} must be smaller than the {n_raw} training images of {dataset}"
-        )
-    if subset is not None and subset > n_raw - val_size:
-        raise ValueError(
-            f"subset={subset} is larger than the {n_raw - val_size} training images available "
-            f"({n_raw} minus val_size={val_size})"
-        )
+    (x_train, y_train), (x_test, y_test), source, official = _source_arrays(dataset, data_root, download,
+                                                                             synthetic_size)
+    train_idx, val_idx = split_indices(dataset, len(y_train), val_size=val_size, subset=subset, seed=seed)
     content = _content_hash(x_train, y_train, x_test, y_test)
-
-    # Seeded split of the training set: the first val_size of one permutation form the
-    # validation split; the training subset is taken from the rest (so val does not depend on
-    # subset). Indices are re-sorted so the splits keep the source order.
-    order = torch.randperm(n_raw, generator=torch.Generator().manual_seed(seed)).numpy()
-    val_idx = np.sort(order[:val_size])
-    rest = order[val_size:]
-    train_idx = np.sort(rest if subset is None else rest[:subset])
 
     def to_split(x: np.ndarray, y: np.ndarray) -> Split:
         xt = torch.from_numpy(np.ascontiguousarray(x))
@@ -168,7 +171,7 @@ def load_data(
         train=train,
         val=val,
         test=test,
-        num_classes=num_classes,
+        num_classes=NUM_CLASSES[dataset],
         in_channels=int(train.x.shape[1]),
         image_size=int(train.x.shape[2]),
         fingerprint=fingerprint,

@@ -16,7 +16,7 @@ time limit nears (``--signal=USR2``), submitit calls ``checkpoint()``, which res
 call; the new job's ``train(..., resume=True)`` continues from the run's last epoch checkpoint.
 
 One writer per run, one store: runs with a ``summary.json`` are skipped, runs whose lock is held
-by a live process (``results.lock_holder``) are skipped and reported, and every job writes into
+by a live process (``locks.lock_holder``) are skipped and reported, and every job writes into
 ``root/<run_id>/`` as ``companion train`` does. ``root/.launch/`` keeps the submitit logs
 (``logs/``) and the last error of each failed run (``errors/<run_id>.json``); ``load_runs``
 ignores it.
@@ -37,7 +37,7 @@ import pandas as pd
 import submitit
 
 from companion.config import TrainConfig
-from companion.store import results
+from companion.store import locks, results
 from companion.train.launch_options import LaunchOptions, SLURM_TIME, launch_options, parse_time
 from companion.train import loop
 from companion.train.progress import RunWatcher
@@ -72,7 +72,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         try:
             loop.train(config, root=self.root, resume=True, progress=self.progress)
         except Exception as exc:
-            if isinstance(exc, results.RunLocked):
+            if isinstance(exc, locks.RunLocked):
                 return {"run_id": run_id, "state": "locked", "holder": _holder(Path(self.root) / run_id)}
             record_error(self.root, run_id, f"{type(exc).__name__}: {exc}")
             raise
@@ -86,7 +86,7 @@ class TrainJob(submitit.helpers.Checkpointable):
 
 def _holder(run_dir: Path) -> dict | None:
     """Who holds ``run_dir`` (host, pid, start), or None."""
-    return results.lock_holder(run_dir)
+    return locks.lock_holder(run_dir)
 
 
 def _error_path(root, run_id: str) -> Path:

@@ -20,14 +20,13 @@ mixed precision, per-epoch metrics and checkpoints, exact resume.
 - Weight decay (SGD) applies to all parameters, as ``torch.optim.SGD`` does; β-LASSO's λ applies
   to weight tensors only (``lasso_param_groups``).
 
-- One writer per run: the run directory is locked while training (:func:`results.run_lock`).
+- One writer per run: the run directory is locked while training (:func:`locks.run_lock`).
 - Data parallel (``torchrun --nproc-per-node N -m companion train ...``): the same run on N
   processes, see :mod:`companion.train.distributed`; rank 0 alone touches the results store.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -40,87 +39,23 @@ import torch
 
 from companion import __version__
 from companion.config import TrainConfig, steps_per_epoch
-from companion.data.augment import make_augment, normalize
+from companion.data.augment import make_augment
 from companion.data.datasets import batches, load_data
 from companion.data.permutation import PixelPermutation
 from companion.nn.analysis import (FILTER_MIN_NONZEROS, embedded_nonzeros, first_layer_filters, layer_sizes,
                                    locality, locality_quantiles, nonzeros)
 from companion.nn.models import build_model
 from companion.nn.snapshots import Recorder
-from companion.optim import BetaLasso, lasso_param_groups
-from companion.store import results
+from companion.store import locks, results
 from companion.store.provenance import git_commit
 from companion.store.results import Run, load_checkpoint
 from companion.train import distributed
 from companion.train.device import autocast, device_name, resolve_device, resolve_precision
 from companion.train.progress import EpochProgress
+from companion.train.step import epoch_seed, evaluate, generator, make_optimizer, optimizer_step, predict, training_inputs
 
-EVAL_BATCH = 1024
 #: arrays.npz keeps this many first-layer filters (as float16 on the input grid) for Figures 4, 7-9
 FILTER_SAMPLE = 32
-
-
-# --------------------------------------------------------------------------- small helpers
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
-    """Backward pass and one optimizer step, through the fp16 ``GradScaler`` when there is one
-    (it skips the step if the scaled gradients overflowed). Gradients are reset first."""
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-    else:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-
-def epoch_seed(seed: int, epoch: int, stream: str) -> int:
-    """A 63-bit seed for one random stream (``order``/``augment``/``dropout``) of one epoch."""
-    digest = hashlib.sha256(f"{seed}:{epoch}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum, weight decay) or β-LASSO (Algorithm 1; ``lam_first`` on conv positions)."""
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-
-    groups = lasso_param_groups(model, config.lam, config.lam_first)
-    return BetaLasso(groups, lr=config.lr, lam=config.lam, beta=config.beta)
-
-
-@torch.no_grad()
-def predict(model, split, dataset: str, device: torch.device, precision: str, permutation=None) -> torch.Tensor:
-    """Predicted classes of every image of a split, on ``device`` (eval mode, no augmentation;
-    ``permutation``: the run's :class:`~companion.data.permutation.PixelPermutation`, or None); no host sync."""
-
-    model.eval()
-    out = []
-    for start in range(0, len(split.y), EVAL_BATCH):
-        x = normalize(split.x[start:start + EVAL_BATCH], dataset)
-        if permutation is not None:
-            x = permutation(x)
-        with autocast(device, precision):
-            out.append(model(x).argmax(1))
-    return torch.cat(out)
-
-
-def evaluate(model, split, dataset: str, device: torch.device, precision: str, permutation=None) -> float:
-    """Top-1 accuracy on a split (:func:`predict`); one host sync."""
-    return (predict(model, split, dataset, device, precision, permutation) == split.y).sum().item() / len(split.y)
-
-
-def training_inputs(x, augment, generator: torch.Generator, permutation=None) -> torch.Tensor:
-    """What the network sees of a uint8 training batch: augmented, then (the permutation test,
-    Section 4.1) pixel-permuted, so that flips and crops act on the original image."""
-    x = augment(x, generator)
-    return x if permutation is None else permutation(x)
 
 
 # --------------------------------------------------------------------------- the run
@@ -136,8 +71,8 @@ def train(
     unfinished run from its checkpoint (or starts fresh if there is none); with
     ``resume=False`` an unfinished run's checkpoint is a ``FileExistsError`` (never silently
     thrown away). One writer per run: while training, the run is held by
-    :func:`~companion.store.results.run_lock`; another process training it is
-    :class:`~companion.store.results.RunLocked`, or is waited for with ``wait=True``.
+    :func:`~companion.store.locks.run_lock`; another process training it is
+    :class:`~companion.store.locks.RunLocked`, or is waited for with ``wait=True``.
     Under ``torchrun`` every rank calls this and trains its share (:mod:`companion.train.distributed`).
     """
     if not isinstance(config, TrainConfig):
@@ -177,7 +112,7 @@ def _lead(job: _Job, root: Path, resume: bool, progress: bool, force: bool, wait
     created = not final_dir.exists()
     final_dir.mkdir(exist_ok=True)
     try:
-        with results.run_lock(final_dir, wait=wait) as lock:
+        with locks.run_lock(final_dir, wait=wait) as lock:
             def fit(run_dir: Path, state: dict | None) -> None:
                 start(state)
                 _run(job, run_dir, state, progress, lock)
@@ -332,8 +267,8 @@ def train_epoch(loop: _Loop, epoch: int) -> tuple[float, float]:
     config, device, group = job.config, job.device, job.group
     dropout = "dropout" if group.rank == 0 else f"dropout:{group.rank}"
     torch.manual_seed(epoch_seed(config.seed, epoch, dropout))
-    order = _generator(device, epoch_seed(config.seed, epoch, "order"))
-    aug = _generator(device, epoch_seed(config.seed, epoch, "augment"))
+    order = generator(device, epoch_seed(config.seed, epoch, "order"))
+    aug = generator(device, epoch_seed(config.seed, epoch, "augment"))
     loop.net.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
