@@ -15,14 +15,14 @@ SMOKE = Path(__file__).resolve().parents[1] / "results" / "smoke"
 
 def test_steps_and_search_regime_follow_the_profile():
     p = profiles.get("cpu")
-    assert protocol.steps(p, 1) == 79 and protocol.steps(p, 120) == 9480  # ⌈10,000 / 128⌉ per epoch
+    assert protocol.steps(p, 1) == 78 and protocol.steps(p, 120) == 9360  # ⌊10,000 / 128⌋: no partial batch
     init = protocol.initial_first_layer(p)
     assert init["weights"] == 3 * 32 * 32 * 2048  # S-FC α=8's first layer
     assert init["max_abs"] == pytest.approx(1 / 3072 ** 0.5, rel=1e-3)  # default init bound 1/√fan_in
     regime = protocol.search_regime(p)
     assert len(regime) == len(p.betas) * len(p.lambdas) * len(p.lam_first_factors)
     row = regime[(regime["beta"] == 10) & (regime["lam"] == 3e-5)].iloc[0]
-    assert row["shrink_x"] == pytest.approx(0.5 * 0.1 * 9e-5 * 9480 / init["mean_abs"])
+    assert row["shrink_x"] == pytest.approx(0.5 * 0.1 * 9e-5 * 9360 / init["mean_abs"])
     assert row["threshold_frac"] == pytest.approx(10 * 9e-5 / init["max_abs"])
     assert (regime.loc[regime["beta"] == 0, "threshold_frac"] == 0).all()
     with pytest.raises(ValueError, match="whole dataset"):
@@ -106,3 +106,20 @@ def test_describe_null():
     text = captions.describe_null(stats)
     assert "5.0 px trained and 11.0 px" in text and "p = 2e-30" in text and "3 filters with 1–4" in text
     assert "nothing to compare" in captions.describe_null(dict(stats, units=0))
+
+
+def test_the_trainer_takes_the_steps_the_book_counts(tmp_path):
+    """One source for the step count (issue 17): the trainer's cosine schedule runs over
+    ``config.steps_per_epoch`` steps an epoch, the count the book's regime table uses."""
+    import torch
+
+    from companion.config import TrainConfig, steps_per_epoch
+    from companion.store import results
+    from companion.train.loop import train
+
+    config = TrainConfig(model="s-fc", alpha=1, epochs=2, dataset="synthetic", subset=100, batch_size=32,
+                         device="cpu")
+    run = train(config, root=tmp_path, progress=False)
+    state = torch.load(run.path / results.CHECKPOINT, weights_only=True)
+    assert steps_per_epoch(100, 32) == 3  # the partial batch of 4 images is dropped
+    assert state["scheduler"]["last_epoch"] == state["scheduler"]["T_max"] == 2 * steps_per_epoch(100, 32)
