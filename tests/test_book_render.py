@@ -272,3 +272,32 @@ def test_top_bar_screenshot(built_book, browser):
     shot = SCREENSHOTS / "top_bar_launch_buttons.png"
     browser.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
+
+
+def test_training_length_animation_plays_offline(built_book, browser):
+    """Issue 16: the training-length chapter's animation (matplotlib ``to_jshtml``: frames embedded
+    as images, its own script) plays in the browser with the network blocked: stepping a frame
+    shows another embedded image, and the static small multiples are there for print."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1280, 1600)
+    browser.get((built_book / "book" / "13_training_length.html").as_uri())
+    animations = browser.find_elements(By.CSS_SELECTOR, "article .animation")
+    assert len(animations) == 1, "no to_jshtml animation on the page"
+    frame = animations[0].find_element(By.CSS_SELECTOR, "img")
+    first = frame.get_attribute("src")
+    assert first.startswith("data:image/png;base64,")  # embedded, nothing fetched
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", frame)
+    slider = animations[0].find_element(By.CSS_SELECTOR, "input[type=range]")
+    frames = int(slider.get_attribute("max")) + 1
+    assert frames >= 3
+    browser.execute_script("arguments[0].scrollIntoView()", animations[0])
+    browser.execute_script("arguments[0].value = arguments[0].max; arguments[0].oninput && arguments[0].oninput();"
+                           "arguments[0].dispatchEvent(new Event('input'));", slider)
+    assert frame.get_attribute("src") != first, "the animation did not change frame"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "training_length_animation.png"
+    animations[0].screenshot(str(shot))
+    print(f"screenshot: {shot}")
+    figures = browser.find_elements(By.CSS_SELECTOR, "article figure img")
+    assert len(figures) >= 2  # the curves and the small multiples
