@@ -250,8 +250,9 @@ def describe_pending(p, pending: list, runs: dict) -> str:
                         "(the best settings at the long length), seed " + str(p.seed) + "." for e in p.longer_epochs
                         if any(c.epochs == e and c.model == "s-fc" and c.seed == p.seed for c in pending))
     waiting = [e for e in p.longer_epochs if e not in done]
-    lines = "; ".join(describe_run(c) for c in pending)
-    return (f"{verdict} Still training ({len(pending)} run{'s' if len(pending) > 1 else ''} listed so far; the "
-            f"choice at a length, its seeds and the trend runs are listed once the candidates there are "
-            f"finished): {lines}. The verdict at {', '.join(f'{e}' for e in waiting)} epochs waits for them; "
-            f"`companion experiments --profile {p.name}` trains them." + (f" {stand_in}" if stand_in else ""))
+    lines = "; ".join(f"{describe_run(c)}, seed {c.seed}" for c in pending)
+    listed = (" listed so far; the choice at a length, its seeds and the trend runs are listed once the "
+              "candidates there are finished" if stand_in else "")
+    return (f"{verdict} Still training ({len(pending)} run{'s' if len(pending) > 1 else ''}{listed}): {lines}. "
+            + (f"The verdict at {', '.join(f'{e}' for e in waiting)} epochs waits for them; " if waiting else "")
+            + f"`companion experiments --profile {p.name}` trains them." + (f" {stand_in}" if stand_in else ""))
