@@ -21,7 +21,7 @@ from companion.config import TrainConfig
 from companion.experiments.profiles import Profile
 from companion.experiments.runs import (BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, MissingRunsError, beta_lasso,
                                         finished, results_dir, sgd)
-from companion.experiments.search import lasso_search, placeholder_choices, sgd_search
+from companion.experiments.search import lasso_search, placeholder_choices, ranked_lasso, ranked_sgd, sgd_search
 from companion.store.results import find_run
 
 #: settings of each 120-epoch search carried to the longer length
@@ -35,11 +35,11 @@ REFERENCES = (S_LOCAL_SGD, S_CONV_SGD)
 def candidate_configs(p: Profile, epochs: int, root=None) -> dict[str, list[TrainConfig]]:
     """Method (``lasso``/``sgd``) → the best :data:`CANDIDATES` settings of its search (finished
     runs at the search length, by validation accuracy), as configs of ``epochs`` epochs."""
-    lasso = lasso_search(p, root).sort_values(["val_acc", "lam"], ascending=[False, True]).head(CANDIDATES)
+    lasso = ranked_lasso(lasso_search(p, root)).head(CANDIDATES)
     out = {"lasso": [beta_lasso(p, "s-fc", p.s_alpha, epochs, lam=float(r.lam), lam_first=float(r.lam_first),
                                 beta=float(r.beta)) for r in lasso.itertuples()]}
     if p.sgd_grid:
-        s = sgd_search(p, root).sort_values(["val_acc", "weight_decay", "momentum"], ascending=[False, True, True])
+        s = ranked_sgd(sgd_search(p, root))
         out["sgd"] = [sgd(p, "s-fc", p.s_alpha, epochs, momentum=float(r.momentum), weight_decay=float(r.weight_decay))
                       for r in s.head(CANDIDATES).itertuples()]
     else:

@@ -28,12 +28,17 @@ def lasso_search(p: Profile, root=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ranked_lasso(search: pd.DataFrame) -> pd.DataFrame:
+    """:func:`lasso_search`'s frame best first: by validation accuracy, ties to the smaller λ."""
+    return search.sort_values(["val_acc", "lam"], ascending=[False, True])
+
+
 def pick_lasso(search: pd.DataFrame, beta: float | None = None) -> dict:
     """(β, λ, λ_first) of the row of :func:`lasso_search`'s frame with the best validation
     accuracy (among β = ``beta`` if given; ties go to the smaller λ)."""
     if beta is not None:
         search = search[search["beta"] == beta]
-    best = search.sort_values(["val_acc", "lam"], ascending=[False, True]).iloc[0]
+    best = ranked_lasso(search).iloc[0]
     return {"beta": float(best["beta"]), "lam": float(best["lam"]), "lam_first": float(best["lam_first"])}
 
 
@@ -82,10 +87,16 @@ def sgd_search(p: Profile, root=None) -> pd.DataFrame:
                                        "weights", "wall_s", "run_id"])
 
 
+def ranked_sgd(search: pd.DataFrame) -> pd.DataFrame:
+    """:func:`sgd_search`'s frame best first: by validation accuracy, ties to the smaller weight
+    decay, then the smaller momentum."""
+    return search.sort_values(["val_acc", "weight_decay", "momentum"], ascending=[False, True, True])
+
+
 def pick_sgd(search: pd.DataFrame) -> dict:
     """(momentum, weight decay) of the row of :func:`sgd_search`'s frame with the best validation
     accuracy (ties go to the smaller weight decay, then the smaller momentum)."""
-    best = search.sort_values(["val_acc", "weight_decay", "momentum"], ascending=[False, True, True]).iloc[0]
+    best = ranked_sgd(search).iloc[0]
     return {"momentum": float(best["momentum"]), "weight_decay": float(best["weight_decay"])}
 
 
