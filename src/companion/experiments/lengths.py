@@ -71,15 +71,19 @@ def stage2_configs(p: Profile, root=None) -> list[TrainConfig]:
     return out
 
 
+def seeded_runs(p: Profile, epochs: int, chosen: dict[str, TrainConfig]) -> dict[tuple[int, object, int], TrainConfig]:
+    """(epochs, Table 2 row key, seed) → config of the runs a choice at ``epochs`` (method →
+    config) sets: each chosen setting with every seed and, at the longest longer length, at the
+    trend lengths with the first seed."""
+    out = {(epochs, METHODS[m], s): c.replace(seed=s) for m, c in chosen.items() for s in p.seeds}
+    if epochs == max(p.longer_epochs):
+        out.update({(e, METHODS[m], p.seed): c.replace(epochs=e) for m, c in chosen.items() for e in p.trend_epochs})
+    return out
+
+
 def stage3_configs(p: Profile, root=None) -> list[TrainConfig]:
     """What needs the finished candidates: each chosen setting with every seed, and at the trend lengths."""
-    out = []
-    for epochs in p.longer_epochs:
-        out += [c.replace(seed=s) for c in chosen_configs(p, epochs, root).values() for s in p.seeds]
-    if p.trend_epochs and p.longer_epochs:
-        chosen = chosen_configs(p, max(p.longer_epochs), root)
-        out += [c.replace(epochs=e) for e in p.trend_epochs for c in chosen.values()]
-    return out
+    return [c for epochs in p.longer_epochs for c in seeded_runs(p, epochs, chosen_configs(p, epochs, root)).values()]
 
 
 def planned_runs(p: Profile, root=None) -> dict[tuple[int, object, int], TrainConfig]:
@@ -93,10 +97,7 @@ def planned_runs(p: Profile, root=None) -> dict[tuple[int, object, int], TrainCo
             chosen = chosen_configs(p, epochs, root)
         except MissingRunsError:
             continue
-        for method, c in chosen.items():
-            configs.update({(epochs, METHODS[method], s): c.replace(seed=s) for s in p.seeds})
-            if epochs == max(p.longer_epochs):
-                configs.update({(e, METHODS[method], p.seed): c.replace(epochs=e) for e in p.trend_epochs})
+        configs.update(seeded_runs(p, epochs, chosen))
     return configs
 
 
@@ -138,7 +139,5 @@ def all_configs(p: Profile, root=None) -> list[TrainConfig]:
         except MissingRunsError:
             chosen = {m: cs[0] for m, cs in candidates.items()}
         out += [c for cs in candidates.values() for c in cs] + list(reference_configs(p, epochs).values())
-        out += [c.replace(seed=s) for c in chosen.values() for s in p.seeds]
-        if epochs == max(p.longer_epochs):
-            out += [c.replace(epochs=e) for e in p.trend_epochs for c in chosen.values()]
+        out += list(seeded_runs(p, epochs, chosen).values())
     return out
