@@ -1,12 +1,22 @@
-"""LocallyConnected2d vs nn.Conv2d vs the widely copied broadcast implementation.
+"""LocallyConnected2d vs nn.Conv2d (and earlier local implementations), forward + backward.
 
-Forward + backward time (medians of interleaved repeats, one process) and peak memory (the
-growth of peak RSS, VmHWM reset before the step while running one forward+backward, each variant in a fresh subprocess), for
-the S-LOCAL first layer (3 → α, 9×9, stride 2, padding 4, 32×32; its input needs no gradient)
-and a D-LOCAL layer (conv3 of Table 3: 2α → 2α, 3×3, stride 1, 16×16; input needs a gradient).
-Prints ratios to Conv2d (same FLOPs; the local layer has no weight reuse across positions).
+Forward + backward time (medians of interleaved repeats, one process) and, optionally, peak
+memory (the growth of peak RSS, VmHWM reset before the step while running one forward+backward,
+each variant in a fresh subprocess), for the two shapes the paper's LOCAL nets use most:
 
-    python benchmarks/bench_locally_connected.py [--batch 64] [--alpha 32] [--repeats 7]
+- ``s-local conv1``: the S-LOCAL first layer (3 → α, 9×9, stride 2, padding 4, 32×32); its
+  input (the images) needs no gradient;
+- ``d-local conv3``: a D-LOCAL 3×3 layer (α → α, stride 1, padding 1, 16×16; conv3 of Table 3
+  has these spatial sizes, with 2α channels); its input needs a gradient.
+
+Both do a convolution's FLOPs (one in·k² × out matrix per output position), so the ratio to
+Conv2d is what the missing weight reuse costs. Variants: ``ours`` (the package's layer),
+``previous`` (the implementation before issue 18: ``(positions, N, K)`` im2col, ``F.fold``
+for the input gradient), and with ``--all`` the naive ``unfold+bmm`` and ``broadcast`` versions.
+The last lines print both cases' ratios side by side.
+
+    python benchmarks/bench_locally_connected.py [--alpha 16] [--batch 128] [--repeats 9]
+        [--threads N] [--cpu-time] [--memory] [--all]
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +38,50 @@ from companion.nn.layers import LocallyConnected2d
 CASES = {
     # name: (in, out, size, k, stride, padding, input_requires_grad)
     "s-local conv1": lambda a: (3, a, 32, 9, 2, 4, False),
-    "d-local conv3": lambda a: (2 * (a // 2), 2 * (a // 2), 16, 3, 1, 1, True),
+    "d-local conv3": lambda a: (a, a, 16, 3, 1, 1, True),
 }
+
+
+class _PreviousMatmul(torch.autograd.Function):
+    """The layer's autograd Function before issue 18, verbatim: (L, N, K) columns, F.fold."""
+
+    @staticmethod
+    def forward(ctx, x, weight, kernel_size, stride, padding):
+        xp = F.pad(x, (padding,) * 4) if padding else x
+        windows = xp.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride)  # N,C,Ho,Wo,k,k
+        n, c, ho, wo = windows.shape[:4]
+        cols = windows.permute(2, 3, 0, 1, 4, 5).reshape(ho * wo, n, c * kernel_size**2)
+        out = torch.bmm(cols, weight)  # L, N, O
+        ctx.save_for_backward(cols, weight)
+        ctx.geometry = (x.shape[-2:], kernel_size, stride, padding)
+        return out.permute(1, 2, 0)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        cols, weight = ctx.saved_tensors
+        grad = grad_out.permute(2, 0, 1).contiguous()  # L, N, O
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.bmm(cols.transpose(1, 2), grad)  # L, K, O
+        if ctx.needs_input_grad[0]:
+            size, kernel_size, stride, padding = ctx.geometry
+            grad_cols = torch.bmm(grad, weight.transpose(1, 2))  # L, N, K
+            grad_x = F.fold(grad_cols.permute(1, 2, 0), size, kernel_size, padding=padding, stride=stride)
+        return grad_x, grad_w, None, None, None
+
+
+class PreviousLocal(nn.Module):
+    """LocallyConnected2d as it was before issue 18 (same weight layout)."""
+
+    def __init__(self, layer: LocallyConnected2d):
+        super().__init__()
+        self.k, self.s, self.p = layer.kernel_size, layer.stride, layer.padding
+        self.out_shape = (layer.out_channels, *layer.output_size)
+        self.weight = nn.Parameter(layer.weight.detach().clone())
+
+    def forward(self, x):
+        out = _PreviousMatmul.apply(x, self.weight, self.k, self.s, self.p)
+        return out.reshape(x.shape[0], *self.out_shape)
 
 
 class BroadcastLocal(nn.Module):
@@ -61,17 +114,16 @@ class UnfoldBmm(nn.Module):
         return out.permute(1, 2, 0).reshape(x.shape[0], *self.out_shape)
 
 
+WRAPPERS = {"previous": PreviousLocal, "unfold+bmm": UnfoldBmm, "broadcast": BroadcastLocal}
+
+
 def make(variant: str, case: str, alpha: int):
     cin, cout, size, k, s, p, _ = CASES[case](alpha)
     torch.manual_seed(0)
     local = LocallyConnected2d(cin, cout, size, k, s, p, bias=False)
     if variant == "conv2d":
         return nn.Conv2d(cin, cout, k, s, p, bias=False)
-    if variant == "ours":
-        return local
-    if variant == "unfold+bmm":
-        return UnfoldBmm(local)
-    return BroadcastLocal(local)
+    return local if variant == "ours" else WRAPPERS[variant](local)
 
 
 def step(module, x):
@@ -105,38 +157,68 @@ def _measure_memory(variant, case, alpha, batch) -> None:
     print(json.dumps((_status_kib("VmHWM") - base) / 1024))
 
 
+def load_average() -> str:
+    path = Path("/proc/loadavg")
+    return " ".join(path.read_text().split()[:3]) if path.exists() else "n/a"
+
+
+def time_case(case, variants, alpha, batch, repeats, clock=time.perf_counter) -> dict[str, float]:
+    """Median seconds of one forward+backward per variant, repeats interleaved across variants."""
+    x = inputs(case, alpha, batch)
+    modules = {v: make(v, case, alpha) for v in variants}
+    for m in modules.values():
+        step(m, x)  # warm-up
+    times = {v: [] for v in variants}
+    for _ in range(repeats):
+        for v, m in modules.items():  # interleaved, so drift hits all variants alike
+            t0 = clock()
+            step(m, x)
+            times[v].append(clock() - t0)
+    return {v: statistics.median(t) for v, t in times.items()}
+
+
+def print_case(case, alpha, med, mem) -> None:
+    print(f"\n{case}: {CASES[case](alpha)[:6]} (in, out, size, k, stride, pad), input grad: {CASES[case](alpha)[6]}")
+    print(f"{'variant':<12} {'fwd+bwd ms':>11} {'x Conv2d':>9}" + (f" {'peak MiB':>9} {'x Conv2d':>9}" if mem else ""))
+    for v in med:
+        row = f"{v:<12} {med[v] * 1e3:11.1f} {med[v] / med['conv2d']:9.2f}"
+        if mem:
+            row += f" {mem[v]:9.1f} {mem[v] / max(mem['conv2d'], 1e-9):9.2f}"
+        print(row)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--alpha", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurement")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--alpha", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time instead of wall time (on a busy machine, with --threads 1)")
+    parser.add_argument("--all", action="store_true", help="also time the naive unfold+bmm and broadcast versions")
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory (one subprocess per variant)")
     parser.add_argument("--memory-of", nargs=2, metavar=("VARIANT", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_of:
         return _measure_memory(*args.memory_of, args.alpha, args.batch)
-    variants = ["conv2d", "ours", "unfold+bmm", "broadcast"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, alpha {args.alpha}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    variants = ["conv2d", "ours", "previous"] + (["unfold+bmm", "broadcast"] if args.all else [])
+    load_before = load_average()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, alpha {args.alpha}, "
+          f"{args.repeats} repeats, load average {load_before}")
+    ratios = {}
     for case in CASES:
-        x = inputs(case, args.alpha, args.batch)
-        modules = {v: make(v, case, args.alpha) for v in variants}
-        for m in modules.values():
-            step(m, x)  # warm-up
-        times = {v: [] for v in variants}
-        for _ in range(args.repeats):
-            for v, m in modules.items():  # interleaved, so drift hits all variants alike
-                t0 = time.perf_counter()
-                step(m, x)
-                times[v].append(time.perf_counter() - t0)
-        med = {v: statistics.median(t) for v, t in times.items()}
-        mem = {} if args.no_memory else {v: peak_memory_mib(v, case, args.alpha, args.batch) for v in variants}
-        print(f"\n{case}: {CASES[case](args.alpha)[:6]} (in, out, size, k, stride, pad)")
-        print(f"{'variant':<12} {'fwd+bwd ms':>11} {'x Conv2d':>9} {'peak MiB':>9} {'x Conv2d':>9}")
-        for v in variants:
-            row = f"{v:<12} {med[v] * 1e3:11.1f} {med[v] / med['conv2d']:9.2f}"
-            if mem:
-                row += f" {mem[v]:9.1f} {mem[v] / max(mem['conv2d'], 1e-9):9.2f}"
-            print(row)
+        clock = time.process_time if args.cpu_time else time.perf_counter
+        med = time_case(case, variants, args.alpha, args.batch, args.repeats, clock)
+        mem = {v: peak_memory_mib(v, case, args.alpha, args.batch) for v in variants} if args.memory else {}
+        print_case(case, args.alpha, med, mem)
+        ratios[case] = {v: med[v] / med["conv2d"] for v in variants[1:]}
+    print(f"\nfwd+bwd {'CPU' if args.cpu_time else 'wall'} time / Conv2d (medians; batch {args.batch}, "
+          f"alpha {args.alpha}, {torch.get_num_threads()} threads; load average {load_before} before, {load_average()} after)")
+    print(f"{'case':<15}" + "".join(f" {v:>11}" for v in variants[1:]))
+    for case, r in ratios.items():
+        print(f"{case:<15}" + "".join(f" {r[v]:10.2f}x" for v in variants[1:]))
 
 
 if __name__ == "__main__":

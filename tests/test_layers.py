@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from companion.nn import layers
 from companion.nn.layers import LocallyConnected2d
 
 
@@ -50,6 +51,72 @@ def test_gradients_match_autograd_of_plain_definition():
     ref_gx, ref_gw = torch.autograd.grad((reference_local(x, filters, 2, 1) * g).sum(), (x, w))
     torch.testing.assert_close(gx, ref_gx)
     torch.testing.assert_close(gw, ref_gw)
+
+
+def unfold_reference(x, weight, bias, layer):
+    """The layer by F.unfold and einsum, left to autograd: the straightforward implementation."""
+    cols = nn.functional.unfold(x, layer.kernel_size, padding=layer.padding, stride=layer.stride)  # N, K, L
+    out = torch.bmm(cols.permute(2, 0, 1).contiguous(), weight)  # L, N, O
+    out = out.permute(1, 2, 0).reshape(x.shape[0], layer.out_channels, *layer.output_size)
+    return out if bias is None else out + bias
+
+
+GEOMETRIES = {  # in, out, input size, kernel, stride, padding
+    "d-local 3x3 stride 1": (8, 8, (16, 16), 3, 1, 1),
+    "d-local 3x3 stride 2": (8, 16, (16, 16), 3, 2, 1),
+    "s-local 9x9 stride 2": (3, 8, (32, 32), 9, 2, 4),
+    "3x3 stride 2 no padding, non-square": (3, 5, (9, 12), 3, 2, 0),
+    "even kernel, rows left over": (2, 3, (7, 6), 2, 3, 1),
+}
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2**21, 2**40], ids=["one row per block", "default", "one block"])
+@pytest.mark.parametrize("geometry", list(GEOMETRIES.values()), ids=list(GEOMETRIES))
+def test_forward_and_all_gradients_match_unfold_reference(geometry, block_bytes, monkeypatch):
+    """Output and the gradients w.r.t. input, weight and bias equal the unfold reference (float32
+    round-off), however the output rows are split into blocks."""
+    monkeypatch.setattr(layers, "_BLOCK_BYTES", block_bytes)
+    cin, cout, size, k, stride, padding = geometry
+    torch.manual_seed(3)
+    layer = LocallyConnected2d(cin, cout, size, k, stride, padding, bias=True)
+    x = torch.randn(6, cin, *size, requires_grad=True)
+    g = torch.randn(6, cout, *layer.output_size)
+    out = layer(x)
+    grads = torch.autograd.grad((out * g).sum(), (x, layer.weight, layer.bias))
+    w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
+    ref = unfold_reference(x, w, b, layer)
+    ref_grads = torch.autograd.grad((ref * g).sum(), (x, w, b))
+    torch.testing.assert_close(out, ref)
+    for got, expected in zip(grads, ref_grads):
+        torch.testing.assert_close(got, expected)
+
+
+def test_input_gradient_skipped_for_frozen_weight():
+    layer = LocallyConnected2d(3, 4, (8, 6), 3, 1, 1, bias=False).requires_grad_(False)
+    x = torch.randn(2, 3, 8, 6, requires_grad=True)
+    layer(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.autograd.grad(unfold_reference(x, layer.weight, None, layer).sum(), x)[0])
+
+
+def test_autocast_computes_in_autocast_dtype_and_gradients_stay_float32():
+    """As a convolution under autocast: bf16 compute and output, float32 parameter gradients."""
+    torch.manual_seed(4)
+    layer = LocallyConnected2d(4, 6, 8, 3, 1, 1)
+    x = torch.randn(3, 4, 8, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert x.grad.dtype == layer.weight.grad.dtype == layer.bias.grad.dtype == torch.float32
+    torch.testing.assert_close(out.float(), layer(x), atol=0.05, rtol=0.02)
+
+
+def test_state_dict_names_and_shapes_unchanged():
+    """Committed weights load as they are: two parameters, (positions, in·k·k, out) and (out, H, W)."""
+    layer = LocallyConnected2d(3, 5, 32, 9, 2, 4)
+    state = {name: tuple(t.shape) for name, t in layer.state_dict().items()}
+    assert state == {"weight": (256, 243, 5), "bias": (5, 16, 16)}
+    LocallyConnected2d(3, 5, 32, 9, 2, 4).load_state_dict(layer.state_dict())
 
 
 def test_no_input_gradient_when_input_needs_none():

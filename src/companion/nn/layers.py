@@ -21,38 +21,100 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
     return (size + 2 * padding - kernel_size) // stride + 1
 
 
-class _LocalMatmul(torch.autograd.Function):
-    """unfold + one batched matmul over output positions, with contiguous operands.
+#: Rows of output positions per block: the block's im2col columns are kept near this size, so
+#: they stay in cache and no temporary is large enough to be a fresh ``mmap`` every step.
+_BLOCK_BYTES = 2**21
 
-    ``torch.bmm`` on CPU copies every non-contiguous batch entry one by one; laying the columns
-    out once as ``(positions, N, K)`` and the output gradient as ``(positions, N, out)`` keeps
-    every multiply a single BLAS call. Returns ``(N, out, positions)``.
+
+def _batch_last(x: torch.Tensor) -> torch.Tensor:
+    """``(N, ...)`` → ``(..., N)`` contiguous, as one 2-D transpose (a blocked copy in PyTorch;
+    a general permute of the same tensor is 3-5× slower on the CPU)."""
+    return x.reshape(x.shape[0], -1).t().contiguous().view(*x.shape[1:], x.shape[0])
+
+
+def _batch_first(x: torch.Tensor) -> torch.Tensor:
+    """``(..., N)`` → ``(N, ...)`` contiguous, the inverse of :func:`_batch_last`."""
+    return x.reshape(-1, x.shape[-1]).t().contiguous().view(x.shape[-1], *x.shape[:-1])
+
+
+def _row_blocks(xt: torch.Tensor, kernel_size: int, stride: int) -> list[tuple[int, int, int]]:
+    """``(first row, end row, positions per row)`` of the output-row blocks for :func:`_columns`."""
+    c, hp, wp, n = xt.shape
+    ho, wo = (hp - kernel_size) // stride + 1, (wp - kernel_size) // stride + 1
+    row_bytes = wo * c * kernel_size**2 * n * xt.element_size()
+    rows = max(1, _BLOCK_BYTES // row_bytes)
+    return [(y, min(y + rows, ho), wo) for y in range(0, ho, rows)]
+
+
+def _columns(xt: torch.Tensor, kernel_size: int, stride: int, rows: range) -> torch.Tensor:
+    """im2col of output rows ``rows`` as ``(positions, in·k·k, N)``, K ordered (c, i, j).
+
+    ``xt`` is the padded input laid out ``(C, Hp, Wp, N)``: every window element is a run of
+    ``N`` contiguous values, so the copy is a plain strided memcpy.
+    """
+    k, s = kernel_size, stride
+    band = xt[:, rows.start * s : (rows.stop - 1) * s + k]
+    windows = band.unfold(1, k, s).unfold(2, k, s)  # C, rows, Wo, N, k, k
+    c, _, _, n = windows.shape[:4]
+    return windows.permute(1, 2, 0, 4, 5, 3).reshape(-1, c * k * k, n)
+
+
+def _fold_rows(grad_xt, grad_cols, kernel_size, stride, rows: range) -> None:
+    """Add the adjoint of :func:`_columns` (col2im) of ``grad_cols`` into ``grad_xt`` in place.
+
+    One shifted, strided add per kernel offset (k² of them); ``F.fold`` is an order of
+    magnitude slower on the CPU.
+    """
+    k, s = kernel_size, stride
+    c, n = grad_xt.shape[0], grad_xt.shape[-1]
+    pieces = grad_cols.view(len(rows), -1, c, k, k, n).permute(2, 3, 4, 0, 1, 5)  # C,k,k,rows,Wo,N
+    wo = pieces.shape[4]
+    for i in range(k):
+        for j in range(k):
+            y = rows.start * s + i
+            grad_xt[:, y : y + s * (len(rows) - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s].add_(pieces[:, i, j])
+
+
+class _LocalMatmul(torch.autograd.Function):
+    """Blocked im2col + batched matmuls over output positions, with batch-innermost columns.
+
+    Every position's product is ``(N × K) @ (K × out)`` with the columns stored ``(K, N)``
+    (MKL runs that 3× faster than with ``(N, K)`` rows). The columns are built a block of output
+    rows at a time (:data:`_BLOCK_BYTES`) and rebuilt in the backward pass instead of saved, so
+    the layer keeps no ``k²``-times-the-input tensor. Every change of layout is a 2-D transpose.
+    Returns ``(N, out, positions)``, contiguous.
     """
 
     @staticmethod
     def forward(ctx, x, weight, kernel_size, stride, padding):
-        # im2col straight into the (L, N, K) layout: one strided copy, K ordered (c, i, j)
-        xp = F.pad(x, (padding,) * 4) if padding else x
-        windows = xp.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride)  # N,C,Ho,Wo,k,k
-        n, c, ho, wo = windows.shape[:4]
-        cols = windows.permute(2, 3, 0, 1, 4, 5).reshape(ho * wo, n, c * kernel_size**2)
-        out = torch.bmm(cols, weight)  # L, N, O
-        ctx.save_for_backward(cols, weight)
-        ctx.geometry = (x.shape[-2:], kernel_size, stride, padding)
-        return out.permute(1, 2, 0)
+        xt = _batch_last(F.pad(x, (padding,) * 4))  # C, Hp, Wp, N
+        out = x.new_empty(weight.shape[0], x.shape[0], weight.shape[-1])  # L, N, O
+        for y0, y1, wo in _row_blocks(xt, kernel_size, stride):
+            cols = _columns(xt, kernel_size, stride, range(y0, y1))
+            torch.bmm(cols.transpose(1, 2), weight[y0 * wo : y1 * wo], out=out[y0 * wo : y1 * wo])
+        ctx.save_for_backward(xt, weight)
+        ctx.geometry = (kernel_size, stride, padding)
+        return out.view(out.shape[0], -1).t().contiguous().view(x.shape[0], weight.shape[-1], -1)
 
     @staticmethod
     def backward(ctx, grad_out):
-        cols, weight = ctx.saved_tensors
-        grad = grad_out.permute(2, 0, 1).contiguous()  # L, N, O
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(cols.transpose(1, 2), grad)  # L, K, O
-        if ctx.needs_input_grad[0]:
-            size, kernel_size, stride, padding = ctx.geometry
-            grad_cols = torch.bmm(grad, weight.transpose(1, 2))  # L, N, K
-            grad_x = F.fold(grad_cols.permute(1, 2, 0), size, kernel_size, padding=padding, stride=stride)
-        return grad_x, grad_w, None, None, None
+        xt, weight = ctx.saved_tensors
+        kernel_size, stride, padding = ctx.geometry
+        positions, n = weight.shape[0], xt.shape[-1]
+        grad = grad_out.reshape(-1, positions).t().contiguous().view(positions, n, -1)  # L, N, O
+        grad_w = torch.empty_like(weight) if ctx.needs_input_grad[1] else None
+        grad_xt = torch.zeros_like(xt) if ctx.needs_input_grad[0] else None
+        for y0, y1, wo in _row_blocks(xt, kernel_size, stride):
+            block = slice(y0 * wo, y1 * wo)
+            if grad_w is not None:
+                torch.bmm(_columns(xt, kernel_size, stride, range(y0, y1)), grad[block], out=grad_w[block])
+            if grad_xt is not None:
+                grad_cols = torch.bmm(weight[block], grad[block].transpose(1, 2))  # positions, K, N
+                _fold_rows(grad_xt, grad_cols, kernel_size, stride, range(y0, y1))
+        if grad_xt is not None:  # drop the padding, back to (N, C, H, W)
+            p = padding
+            grad_xt = _batch_first(grad_xt[:, p : grad_xt.shape[1] - p, p : grad_xt.shape[2] - p])
+        return grad_xt, grad_w, None, None, None
 
 
 class LocallyConnected2d(nn.Module):
@@ -62,10 +124,11 @@ class LocallyConnected2d(nn.Module):
 
     The weight is stored as ``(positions, in_channels·k·k, out_channels)``: for each output
     position one dense ``K × out`` matrix, with ``K`` ordered like ``F.unfold`` (channel, row,
-    column). The forward pass is one ``F.unfold`` (the same im2col a convolution does) followed by
-    one batched matrix multiply over positions, so no ``batch × out × in × positions × k²``
-    tensor is ever built, and the backward pass is two batched matrix multiplies (the input
-    gradient only when the input needs one). Use :meth:`filters` for the
+    column). The forward pass is one im2col (the one a convolution does) followed by one batched
+    matrix multiply over positions, so no ``batch × out × in × positions × k²`` tensor is ever
+    built, and the backward pass is two batched matrix multiplies (the input gradient, and its
+    col2im, only when the input needs one). Under autocast the input and weight are cast to
+    autocast's dtype, as a convolution's would be. Use :meth:`filters` for the
     ``(out, in, k, k, H_out, W_out)`` view.
     """
 
@@ -126,11 +189,14 @@ class LocallyConnected2d(nn.Module):
                 f"LocallyConnected2d expects input of shape (N, {self.in_channels}, "
                 f"{self.input_size[0]}, {self.input_size[1]}), got {tuple(x.shape)}"
             )
-        out = _LocalMatmul.apply(x, self.weight, self.kernel_size, self.stride, self.padding)
+        weight, bias = self.weight, self.bias
+        if torch.is_autocast_enabled(x.device.type):  # compute in the dtype a convolution would
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+        out = _LocalMatmul.apply(x, weight, self.kernel_size, self.stride, self.padding)
         out = out.reshape(x.shape[0], self.out_channels, *self.output_size)
-        if self.bias is not None:
-            out = out + self.bias
-        return out
+        return out if bias is None else out + bias
 
     @torch.no_grad()
     def filters(self) -> torch.Tensor:
