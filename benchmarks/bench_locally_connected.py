@@ -168,6 +168,9 @@ def time_case(case, variants, alpha, batch, repeats, clock=time.perf_counter) ->
     modules = {v: make(v, case, alpha) for v in variants}
     for m in modules.values():
         step(m, x)  # warm-up
+    with torch.no_grad():  # every local variant computes the same function
+        for v in variants[2:]:
+            torch.testing.assert_close(modules[v](x), modules["ours"](x), rtol=1e-4, atol=1e-4)
     times = {v: [] for v in variants}
     for _ in range(repeats):
         for v, m in modules.items():  # interleaved, so drift hits all variants alike

@@ -2,7 +2,7 @@
 
 A locally connected layer has the connectivity of a convolution (each output unit sees a
 ``k × k`` window of the input) but no weight sharing: every output position has its own filter.
-It is the "LOCAL" in D-LOCAL / S-LOCAL (Tables 3 and 4).
+It is the "LOCAL" in D-LOCAL / S-LOCAL (Table 1; architectures in Tables 3 and 4).
 """
 
 from __future__ import annotations
@@ -124,12 +124,12 @@ class LocallyConnected2d(nn.Module):
 
     The weight is stored as ``(positions, in_channels·k·k, out_channels)``: for each output
     position one dense ``K × out`` matrix, with ``K`` ordered like ``F.unfold`` (channel, row,
-    column). The forward pass is one im2col (the one a convolution does) followed by one batched
-    matrix multiply over positions, so no ``batch × out × in × positions × k²`` tensor is ever
-    built, and the backward pass is two batched matrix multiplies (the input gradient, and its
-    col2im, only when the input needs one). Under autocast the input and weight are cast to
-    autocast's dtype, as a convolution's would be. Use :meth:`filters` for the
-    ``(out, in, k, k, H_out, W_out)`` view.
+    column). The forward pass is an im2col (the one a convolution does) and a batched matrix
+    multiply over positions, block of output rows by block (:class:`_LocalMatmul`), so no
+    ``batch × out × in × positions × k²`` tensor is ever built; the backward pass is two batched
+    matrix multiplies (the input gradient, and its col2im, only when the input needs one). Under
+    autocast the input and weight are cast to autocast's dtype, as a convolution's would be. Use
+    :meth:`filters` for the ``(out, in, k, k, H_out, W_out)`` view.
     """
 
     def __init__(
