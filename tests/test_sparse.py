@@ -188,6 +188,9 @@ def test_timed_calls_each_variant_warm_up_plus_repeats_and_returns_medians():
     assert calls == {"a": 4, "b": 4} and set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
     with pytest.raises(ValueError, match="repeats must be an integer >= 1"):
         timed({"a": lambda: None}, repeats=0)
+    ticks = iter(range(100))  # a clock that advances by one per reading: every call takes 1
+    assert timed({"a": lambda: None, "b": lambda: None}, repeats=3, clock=lambda: next(ticks),
+                 pause=1e-4) == {"a": 1, "b": 1}
 
 
 def test_inference_speed_is_a_ratio_of_rates_and_restores_threads(sparse_s_fc, images):
@@ -212,3 +215,61 @@ def test_agreement_counts_same_predictions_and_logit_gap(sparse_s_fc, images):
     other = build_model("s-fc", 2).eval()  # another network: some predictions differ
     off = agreement(other, to_sparse(model), images)
     assert off["same_prediction"] < 100 and off["max_logit_diff"] > 1e-2
+
+
+# ------------------------------------------------------------------ layouts and threads
+def test_choose_layout_keeps_sparse_rows_up_to_the_measured_threshold():
+    from companion.nn.sparse import AUTO_MAX_DENSITY
+    from companion.nn.sparse_layout import choose_layout
+
+    assert AUTO_MAX_DENSITY == 0.40  # bench_sparse_inference.py part 1: "bag" 0.54-0.72x dense at 40 %, ~1x at 50 %
+    assert choose_layout("auto", 0.004) == choose_layout("auto", 0.40) == "bag"
+    assert choose_layout("auto", 0.41) == choose_layout("auto", 1.0) == "dense"
+    assert choose_layout("auto", 0.5, max_density=0.6) == "bag"
+    assert choose_layout("csr", 0.99) == "csr"
+    with pytest.raises(ValueError, match="layout must be one of"):
+        choose_layout("ell", 0.1)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("batch", [100, 20])
+def test_threads_split_the_blocks_and_give_the_same_logits(sparse_s_fc, images, threads, batch):
+    """With T threads the blocks are cut into (at most) T shards run side by side, each on one
+    intra-op thread, so each block is computed as on one thread: the logits are bitwise those of
+    one thread. A single block runs on the caller's intra-op threads. The caller's thread count
+    (and the one new threads start with) is restored."""
+    import threading
+
+    model, _ = sparse_s_fc
+    exported = to_sparse(model, batch_block=32)  # 100 = 3 full blocks + 4; 20 = one short block
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = exported(images[:batch])
+        torch.set_num_threads(threads)
+        many = exported(images[:batch])
+        assert torch.get_num_threads() == threads
+        seen = []
+        fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        fresh.start()
+        fresh.join()
+        assert seen == [threads]
+    finally:
+        torch.set_num_threads(before)
+    if batch > 32:  # several blocks, so several shards
+        assert torch.equal(one, many)
+    with torch.no_grad():
+        torch.testing.assert_close(many, model(images[:batch]), rtol=1e-4, atol=1e-5)
+    assert not many.is_inference() and many.add_(1).shape == (batch, 10)  # an ordinary tensor
+
+
+def test_a_network_without_sparse_layers_runs_in_one_block(sparse_s_fc, images):
+    model, _ = sparse_s_fc
+    exported = to_sparse(model, layout="dense", batch_block=7)
+    assert not exported.sparse and to_sparse(model).sparse
+    calls = []
+    first = exported.stages[0]
+    first.register_forward_pre_hook(lambda m, a: calls.append(a))  # not called: stages run .forward
+    with torch.no_grad():
+        torch.testing.assert_close(exported(images), model(images), rtol=1e-4, atol=1e-5)
+    assert calls == []

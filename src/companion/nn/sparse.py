@@ -3,8 +3,8 @@
 The paper notes that "the current implementation does not benefit from sparsity in terms of
 memory or computation" although β-LASSO leaves most weights of S-FC exactly zero (Figure 3).
 :func:`to_sparse` exports a trained, eval-mode fully-connected model (S-FC, D-FC, 3-FC: every
-weight layer an ``nn.Linear``) to an inference-only module with the same predictions whose
-weight layers only store and multiply their non-zeros.
+weight layer an ``nn.Linear``) to an inference-only :class:`SparseMLP` with the same predictions
+whose weight layers only store and multiply their non-zeros.
 
 Export, per ``nn.Linear``:
 
@@ -12,112 +12,71 @@ Export, per ``nn.Linear``:
   rows, so the zero pattern of W is kept):
   ``W' = diag(γ/√(var+ε))·W``, ``b' = β + γ·(b − mean)/√(var+ε)`` (b = 0 for the bias-free
   layers of Figure 1);
-- the folded layer is stored in one of :data:`LAYOUTS`:
+- the folded layer is stored in one of :data:`LAYOUTS` (:mod:`companion.nn.sparse_layout`):
+  ``"auto"`` keeps it sparse (``"bag"``, ``embedding_bag`` over compressed rows) up to
+  :data:`AUTO_MAX_DENSITY` and dense above.
 
-  ``"bag"``    CSR arrays (row offsets, column indices as int32, values) run by
-               ``F.embedding_bag(mode="sum", per_sample_weights=...)``: output unit o sums
-               ``w[o, j] · h[j, :]`` over its non-zero columns j, a whole batch row at a time;
-  ``"csr"``    ``torch.sparse_csr`` tensor, ``torch.sparse.addmm``;
-  ``"coo"``    ``torch.sparse_coo`` tensor, ``torch.sparse.addmm``;
-  ``"dense"``  the folded dense matrix, ``torch.addmm``;
-  ``"auto"``   per layer: ``"bag"`` if its density is at most ``max_density``
-               (:data:`AUTO_MAX_DENSITY`), else ``"dense"``.
+Execution: activations run feature-major (features × batch), so that each non-zero weight reads
+one contiguous batch row, in blocks of :data:`BATCH_BLOCK` samples so that a block's activations
+stay in cache. With ``torch.get_num_threads()`` = T > 1 the blocks run on T threads side by side
+(the caller's and T − 1 pool threads), each block on one thread with one intra-op thread, taken
+in turn as each thread gets done (one fork and join per batch, instead of a parallel region in
+every operation of every block; the input's transpose, which PyTorch copies on one thread, then
+runs on all T; the logits are bitwise those of one thread).
 
-Activations run feature-major (features × batch) inside the exported module, so that each
-non-zero weight reads one contiguous batch row, and the batch is processed in blocks of
-:data:`BATCH_BLOCK` samples so that the input block stays in cache.
+Measured with ``benchmarks/bench_sparse_inference.py --profile cpu`` on the trained β-LASSO
+S-FC α=8 of the cpu profile against the dense eval model (batch 512, medians of 21 interleaved
+repeats with :data:`companion.nn.sparse_measure.SETTLE_S` between calls, on a 2-core AMD EPYC
+shared with two training runs and other jobs, load average 6–7; wall times there are slow and
+noisy, the CPU time of the one-thread runs is the steadier number):
 
-Measured with ``benchmarks/bench_sparse_inference.py`` (shared 2-core CPU; S-FC α=8, batch 512):
-on the first layer (3072 → 2048) ``"bag"`` is the fastest layout at every density up to 25 %
-(1 thread: 0.05× dense's time at 1 %, 0.17× at 5 %, 0.31× at 10 %, 0.85× at 25 %); ``"csr"`` and
-``"coo"`` take 1.5–2× as long as ``"bag"``; dense GEMM wins from ~30 %. A padded "gather the used
-columns, multiply, sum" layout (index tensor out × max_nnz) was 6–50× slower than dense and is
-not offered. Whole S-FC (fc1 at twice conv1's density, fc2 dense), quiet machine, batch 512:
-1 thread 19× dense's images/s at 1 %, 6.6× at 5 %, 3.5× at 10 %; 2 threads 5.5×, 7.0×, 4.1× (the
-blocked sparse forward has many short parallel regions; ``batch_block=len(batch)`` is better at
-the lowest densities with 2 threads). The trained β-LASSO S-FC of the cpu profile (conv1 2.5 %,
-fc1 72 %, fc2 99 % non-zero): 6.9× (1 thread), 4.9× (2 threads), 9.3× less memory.
+- β=50 (conv1 0.4 %, fc1 25 %, fc2 90 % non-zero; conv1 and fc1 "bag"): 33× dense's speed on
+  2 threads, 40× on 1 thread (wall), 21× less CPU time on 1 thread;
+- β=10 (conv1 1.6 %, fc1 62 %, fc2 98 %; conv1 "bag"): 16×, 12× (wall), 9.3× less CPU time;
+- both: the same class on all 1,000 probe inputs, max |Δ logit| 2.4e-6 (β=10), 2.9e-6 (β=50).
+
+Under the same load the previous execution (blocks one after another, every operation with
+intra-op threads; "auto" up to 25 %, so β=50's fc1 dense) ran at 0.4× (β=10) and 1.5× (β=50)
+dense's speed on 2 threads (each of its many parallel regions waits for a descheduled thread)
+and took 8.8× and 10.2× less CPU time on 1 thread. β=10's remaining cost is its dense fc1
+(≈ 60 % of the CPU time; a GEMM at the core's peak), conv1 (≈ 20 %) and the input transpose
+(≈ 15 %). With 2 threads the two threads together used 6.9–7.6 ms (β=10) and 3.1–3.4 ms
+(β=50) of CPU per batch (about half that in wall time on an idle 2-core machine), against
+64–68 ms for the dense network on one thread.
+
+Units whose weights are all zero (their ReLU output a constant, foldable into the
+next bias) or that the next layer never reads could be dropped, but neither trained network has
+any (0 of 2048 conv1 rows, 0 of 2048 fc1 columns), so the export does not look for them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import statistics
-import time
-import warnings
+import functools
+import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from companion.checks import check_int
+from companion.nn.sparse_layout import AUTO_MAX_DENSITY, LAYOUTS, SparseLinear, choose_layout
+from companion.nn.sparse_measure import agreement, inference_speed, timed
 
 __all__ = [
     "AUTO_MAX_DENSITY", "BATCH_BLOCK", "LAYOUTS", "SparseLinear", "SparseMLP",
     "agreement", "density_report", "inference_speed", "memory_bytes", "timed", "to_sparse",
 ]
 
-LAYOUTS = ("auto", "bag", "csr", "coo", "dense")
-#: "auto" uses the sparse ("bag") layout up to this density (non-zeros / weights) and dense above;
-#: "bag" took 0.85-1.0x dense's time at 25 % and more above (benchmarks/bench_sparse_inference.py).
-AUTO_MAX_DENSITY = 0.25
 #: samples per block of the feature-major forward pass: a 3072 × 64 float32 input block (768 KiB)
-#: stays in cache while every non-zero reads its row; 64 measured best of 32..1024 (1 thread)
+#: stays in cache while every non-zero reads its row; 64-128 measured best of 32..256 (CPU time, one
+#: thread), and 64 leaves a batch of 512 eight blocks to share between threads
 BATCH_BLOCK = 64
 
 #: module types the export understands; dropout is the identity in eval mode
 _SUPPORTED = (nn.Sequential, nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Identity)
-
-
-class SparseLinear(nn.Module):
-    """``y = W h + b`` on feature-major activations ``h`` (in_features × batch), W stored in
-    ``layout`` (``"bag"``, ``"csr"``, ``"coo"`` or ``"dense"``; see the module docstring)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, layout: str, name: str = ""):
-        super().__init__()
-        if layout not in LAYOUTS[1:]:
-            raise ValueError(f"layout must be one of {', '.join(LAYOUTS[1:])}, got {layout!r}")
-        weight = weight.detach()
-        if weight.dim() != 2 or bias.shape != (weight.shape[0],):
-            raise ValueError(f"SparseLinear: expected a 2-D weight and a bias of its out_features, got "
-                             f"{tuple(weight.shape)} and {tuple(bias.shape)}")
-        self.name, self.layout = name, layout
-        self.out_features, self.in_features = weight.shape
-        self.nonzeros = int(torch.count_nonzero(weight))
-        self.register_buffer("bias", bias.detach().reshape(-1, 1).clone())  # broadcast over the batch
-        if layout == "dense":
-            self.register_buffer("weight", weight.clone())
-        elif layout == "coo":
-            self.register_buffer("weight", weight.to_sparse_coo().coalesce())
-        else:
-            with warnings.catch_warnings():  # "sparse CSR tensor support is in beta state"
-                warnings.simplefilter("ignore", UserWarning)
-                csr = weight.to_sparse_csr()
-                crow, col = csr.crow_indices().to(torch.int32), csr.col_indices().to(torch.int32)
-                if layout == "csr":
-                    csr = torch.sparse_csr_tensor(crow, col, csr.values(), weight.shape, check_invariants=True)
-            if layout == "csr":
-                self.register_buffer("weight", csr)
-            else:  # bag: embedding_bag wants (indices, offsets) of one dtype; int32 halves their size
-                self.register_buffer("offsets", crow)
-                self.register_buffer("columns", col)
-                self.register_buffer("values", csr.values().clone())
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        if self.layout == "bag":
-            y = F.embedding_bag(self.columns, h, self.offsets, mode="sum",
-                                per_sample_weights=self.values, include_last_offset=True)
-            return y.add_(self.bias)
-        if self.layout == "dense":
-            return torch.addmm(self.bias, self.weight, h)
-        return torch.sparse.addmm(self.bias, self.weight, h)
-
-    def extra_repr(self) -> str:
-        density = self.nonzeros / max(1, self.out_features * self.in_features)
-        return (f"{self.name!r}, in_features={self.in_features}, out_features={self.out_features}, "
-                f"layout={self.layout!r}, density={density:.4f}")
 
 
 class _Affine(nn.Module):
@@ -137,12 +96,68 @@ class _ReLU(nn.Module):
         return h.relu_()
 
 
+# --------------------------------------------------------------------------- execution
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _forget_pools() -> None:
+    """In a forked child, which has none of the parent's threads: start afresh."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="companion-sparse")
+        return _POOLS[workers]
+
+
+def _drain(run: Callable[[int, int], None], blocks: Iterator[tuple[int, int]], lock: threading.Lock) -> None:
+    """``run(start, stop)`` for the next block of ``blocks`` until none is left, with one intra-op
+    thread (OpenMP and MKL keep the count per thread)."""
+    torch.set_num_threads(1)
+    with torch.inference_mode():
+        while True:
+            with lock:
+                block = next(blocks, None)
+            if block is None:
+                return
+            run(*block)
+
+
+def _run_blocks(run: Callable[[int, int], None], blocks: list[tuple[int, int]], threads: int) -> None:
+    """``run(start, stop)`` for every block, on the calling thread and ``threads - 1`` pool threads
+    side by side, each taking the next block when it is done with one (so a thread slowed by other
+    work takes fewer). ``torch.set_num_threads`` also sets the count new threads start with, so the
+    caller's count is set again at the end."""
+    before = torch.get_num_threads()
+    todo, lock = iter(blocks), threading.Lock()
+    try:
+        futures = [_pool(threads - 1).submit(_drain, run, todo, lock) for _ in range(threads - 1)]
+        try:
+            _drain(run, todo, lock)
+        finally:
+            wait(futures)
+        for f in futures:
+            f.result()  # re-raises a worker's error
+    finally:
+        torch.set_num_threads(before)
+
+
 class SparseMLP(nn.Module):
-    """Inference-only export of a fully-connected network (made by :func:`to_sparse`).
+    """Inference-only export of a fully-connected network (made by :func:`to_sparse`, Section 5).
 
     Takes what the original model took (N × C × H × W if it began with ``nn.Flatten``, else
     N × features) and returns its N × classes logits; internally runs feature-major in blocks of
-    ``batch_block`` samples (in one block if no layer is sparse).
+    ``batch_block`` samples, split over ``torch.get_num_threads()`` threads (see the module
+    docstring); a network without a sparse layer runs in one block with intra-op threads.
     """
 
     def __init__(self, stages: list[nn.Module], *, flatten: bool, in_features: int,
@@ -150,6 +165,8 @@ class SparseMLP(nn.Module):
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.flatten, self.in_features, self.batch_block = flatten, in_features, batch_block
+        self.out_features = self.layers()[-1].out_features
+        self.sparse = any(s.layout != "dense" for s in self.layers())
 
     def layers(self) -> list[SparseLinear]:
         return [s for s in self.stages if isinstance(s, SparseLinear)]
@@ -159,6 +176,13 @@ class SparseMLP(nn.Module):
             raise ValueError("SparseMLP is inference-only (batch-norm is folded in); it has no training mode")
         return super().train(False)
 
+    def _block(self, x: torch.Tensor, out: torch.Tensor, start: int, stop: int) -> None:
+        """Logits of samples ``start:stop`` of ``x`` into ``out``."""
+        h = x[start:stop].t().contiguous()  # features × block
+        for stage in self.stages:
+            h = stage.forward(h)  # the stages have no hooks: skip Module.__call__
+        out[start:stop].copy_(h.t())
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.flatten:
@@ -166,17 +190,19 @@ class SparseMLP(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"expected input of {self.in_features} features per sample "
                              f"(after flatten), got shape {tuple(x.shape)}")
+        n = len(x)
+        out = x.new_empty(n, self.out_features)
         # blocks help sparse layers (cache) but cost dense GEMMs efficiency: no sparse layer, one block
-        block = self.batch_block if any(s.layout != "dense" for s in self.layers()) else max(1, len(x))
-        out = []
-        for start in range(0, x.shape[0], block):
-            h = x[start:start + block].t().contiguous()  # features × block
-            for stage in self.stages:
-                h = stage(h)
-            out.append(h.t())
-        if not out:  # empty batch
-            return x.new_empty(0, self.layers()[-1].out_features)
-        return torch.cat(out) if len(out) > 1 else out[0].contiguous()
+        block = self.batch_block if self.sparse else max(1, n)
+        blocks = [(i, min(i + block, n)) for i in range(0, n, block)]
+        threads = min(torch.get_num_threads(), len(blocks))
+        if threads > 1:
+            _run_blocks(functools.partial(self._block, x, out), blocks, threads)
+        else:  # one thread, or one block on the caller's intra-op threads
+            with torch.inference_mode():
+                for start, stop in blocks:
+                    self._block(x, out, start, stop)
+        return out
 
 
 # --------------------------------------------------------------------------- export
@@ -196,6 +222,26 @@ def _leaves(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module
             yield qualified, child
 
 
+def _checked_leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The leaves of ``model`` (:func:`_leaves`), or ``ValueError`` for anything :func:`to_sparse`
+    cannot export exactly: not an ``nn.Sequential``, an unsupported layer, training mode, no
+    ``nn.Linear``, a partial ``nn.Flatten``."""
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(f"to_sparse: expected an nn.Sequential fully-connected model (s-fc, d-fc, 3-fc), "
+                         f"got {type(model).__name__}")
+    leaves = list(_leaves(model))  # raises on unsupported layers
+    if any(m.training for m in [model, *(m for _, m in leaves)]):
+        raise ValueError("to_sparse: the model is in training mode (batch-norm would use batch statistics "
+                         "and dropout would be active); call model.eval() first")
+    if not any(isinstance(m, nn.Linear) for _, m in leaves):
+        raise ValueError("to_sparse: the model has no nn.Linear layer to export")
+    for name, m in leaves:
+        if isinstance(m, nn.Flatten) and (m.start_dim, m.end_dim) != (1, -1):
+            raise ValueError(f"to_sparse: {name!r} flattens dims {m.start_dim}..{m.end_dim}; only "
+                             "nn.Flatten() (start_dim=1, end_dim=-1) is supported")
+    return leaves
+
+
 def _bn_scale_shift(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval batch-norm as ``y = x·scale + shift`` (Ioffe & Szegedy 2015)."""
     if bn.running_mean is None or bn.running_var is None:
@@ -210,46 +256,11 @@ def _bn_scale_shift(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale.detach(), shift.detach()
 
 
-def _choose(layout: str, density: float, max_density: float) -> str:
-    if layout != "auto":
-        return layout
-    return "bag" if density <= max_density else "dense"
-
-
-@torch.no_grad()
-def to_sparse(model: nn.Module, *, layout: str = "auto", max_density: float = AUTO_MAX_DENSITY,
-              batch_block: int = BATCH_BLOCK) -> SparseMLP:
-    """Export an eval-mode fully-connected ``model`` to a :class:`SparseMLP` with the same logits.
-
-    ``layout``: one of :data:`LAYOUTS` for every ``nn.Linear``; ``"auto"`` picks ``"bag"`` for
-    layers of density <= ``max_density`` and ``"dense"`` otherwise. Eval-mode batch-norm right
-    after a Linear is folded into it. Raises ``ValueError`` (before any work) for a model in
-    training mode, a layer that is not ``nn.Linear`` / ``BatchNorm1d`` / ``ReLU`` / ``Dropout`` /
-    ``Flatten`` inside ``nn.Sequential`` s (e.g. S-CONV, S-LOCAL, ResNet18), or a bad layout.
-    """
-    if layout not in LAYOUTS:
-        raise ValueError(f"to_sparse: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    if not 0.0 <= float(max_density) <= 1.0:
-        raise ValueError(f"to_sparse: max_density must be in [0, 1], got {max_density!r}")
-    check_int("to_sparse: batch_block", batch_block, minimum=1)
-    if not isinstance(model, nn.Sequential):
-        raise ValueError(f"to_sparse: expected an nn.Sequential fully-connected model (s-fc, d-fc, 3-fc), "
-                         f"got {type(model).__name__}")
-    leaves = list(_leaves(model))  # raises on unsupported layers
-    training = [name for name, m in [("", model), *leaves] if m.training]
-    if training:
-        raise ValueError("to_sparse: the model is in training mode (batch-norm would use batch statistics "
-                         "and dropout would be active); call model.eval() first")
-    linears = [(n, m) for n, m in leaves if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("to_sparse: the model has no nn.Linear layer to export")
-    for name, m in leaves:
-        if isinstance(m, nn.Flatten) and (m.start_dim, m.end_dim) != (1, -1):
-            raise ValueError(f"to_sparse: {name!r} flattens dims {m.start_dim}..{m.end_dim}; only "
-                             "nn.Flatten() (start_dim=1, end_dim=-1) is supported")
-
-    # 1) a flat list of ops with batch-norm folded into the Linear right before it
-    ops: list[list] = []  # ["linear", name, W, b] | ["affine", scale, shift] | ["relu"]
+def _folded_ops(leaves: list[tuple[str, nn.Module]]) -> tuple[list[list], bool]:
+    """The leaves as a flat list of ops, ``["linear", name, W, b]`` (copies, with an eval
+    batch-norm right after the Linear folded in), ``["affine", scale, shift]`` (any other
+    batch-norm) or ``["relu"]``; and whether the input is flattened first."""
+    ops: list[list] = []
     flatten = False
     for name, m in leaves:
         if isinstance(m, nn.Flatten):
@@ -271,19 +282,37 @@ def to_sparse(model: nn.Module, *, layout: str = "auto", max_density: float = AU
         elif isinstance(m, nn.ReLU):
             ops.append(["relu"])
         # Dropout / Identity: identity in eval mode
+    return ops, flatten
 
-    # 2) the stages
+
+@torch.no_grad()
+def to_sparse(model: nn.Module, *, layout: str = "auto", max_density: float = AUTO_MAX_DENSITY,
+              batch_block: int = BATCH_BLOCK) -> SparseMLP:
+    """Export an eval-mode fully-connected ``model`` to a :class:`SparseMLP` with the same logits
+    (Section 5's future work: execution that benefits from β-LASSO's sparsity).
+
+    ``layout``: one of :data:`LAYOUTS` for every ``nn.Linear``; ``"auto"`` picks ``"bag"`` for
+    layers of density <= ``max_density`` and ``"dense"`` otherwise. Eval-mode batch-norm right
+    after a Linear is folded into it. Raises ``ValueError`` (before any work) for a model in
+    training mode, a layer that is not ``nn.Linear`` / ``BatchNorm1d`` / ``ReLU`` / ``Dropout`` /
+    ``Flatten`` inside ``nn.Sequential`` s (e.g. S-CONV, S-LOCAL, ResNet18), or a bad layout.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"to_sparse: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if not 0.0 <= float(max_density) <= 1.0:
+        raise ValueError(f"to_sparse: max_density must be in [0, 1], got {max_density!r}")
+    check_int("to_sparse: batch_block", batch_block, minimum=1)
+    leaves = _checked_leaves(model)
+    ops, flatten = _folded_ops(leaves)
     stages: list[nn.Module] = []
     for op in ops:
         if op[0] == "linear":
             _, name, w, b = op
-            density = int(torch.count_nonzero(w)) / w.numel()
-            stages.append(SparseLinear(w, b, _choose(layout, density, max_density), name=name))
-        elif op[0] == "affine":
-            stages.append(_Affine(op[1], op[2]))
+            density = int(torch.count_nonzero(w)) / max(1, w.numel())
+            stages.append(SparseLinear(w, b, choose_layout(layout, density, max_density), name=name))
         else:
-            stages.append(_ReLU())
-    first = linears[0][1]
+            stages.append(_Affine(op[1], op[2]) if op[0] == "affine" else _ReLU())
+    first = next(m for _, m in leaves if isinstance(m, nn.Linear))
     return SparseMLP(stages, flatten=flatten, in_features=first.in_features, batch_block=batch_block).eval()
 
 
@@ -330,57 +359,3 @@ def memory_bytes(module: nn.Module) -> int:
             seen.add(id(t))
             total += _tensor_bytes(t)
     return total
-
-
-# --------------------------------------------------------------------------- measurements
-def timed(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each variant: one warm-up call each, then ``repeats`` rounds
-    that call every variant once, in an order rotated each round (so that a burst of load on a
-    shared machine falls on all variants alike)."""
-    check_int("repeats", repeats, minimum=1)
-    names = list(variants)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for n in names:
-        variants[n]()
-    for r in range(repeats):
-        for n in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            variants[n]()
-            times[n].append(time.perf_counter() - start)
-    return {n: statistics.median(t) for n, t in times.items()}
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@torch.no_grad()
-def inference_speed(model: nn.Module, sparse: SparseMLP, x: torch.Tensor, *, threads: int,
-                    repeats: int = 5) -> dict[str, float]:
-    """Images per second of the dense eval ``model`` and its export ``sparse`` on the batch ``x``
-    with ``threads`` CPU threads, measured side by side (:func:`timed`); ``speedup`` is their
-    ratio (the number to quote: absolute rates drift on a shared machine)."""
-    check_int("threads", threads, minimum=1)
-    with _threads(threads):
-        t = timed({"dense": lambda: model(x), "sparse": lambda: sparse(x)}, repeats)
-    n = len(x)
-    return {"threads": threads, "batch": n, "dense_images_per_s": n / t["dense"],
-            "sparse_images_per_s": n / t["sparse"], "speedup": t["dense"] / t["sparse"]}
-
-
-@torch.no_grad()
-def agreement(model: nn.Module, sparse: SparseMLP, x: torch.Tensor, *, batch: int = 1000) -> dict[str, float]:
-    """How far the export's predictions are from the dense model's on images ``x``: the number of
-    images whose predicted class is the same, and the largest absolute logit difference."""
-    same, diff = 0, 0.0
-    for start in range(0, len(x), batch):
-        a, b = model(x[start:start + batch]), sparse(x[start:start + batch])
-        same += int((a.argmax(1) == b.argmax(1)).sum())
-        diff = max(diff, float((a - b).abs().max()))
-    return {"images": len(x), "same_prediction": same, "max_logit_diff": diff}
