@@ -21,9 +21,10 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
     return (size + 2 * padding - kernel_size) // stride + 1
 
 
-#: Rows of output positions per block: the block's im2col columns are kept near this size, so
-#: they stay in cache and no temporary is large enough to be a fresh ``mmap`` every step.
-_BLOCK_BYTES = 2**21
+#: Output rows go through :class:`_LocalMatmul` in blocks whose im2col columns take at most this
+#: many bytes (or one row): small enough to stay in cache and never be a fresh ``mmap`` (page
+#: faults) every step, large enough to keep the per-block operations few.
+_BLOCK_BYTES = 2**22
 
 
 def _batch_last(x: torch.Tensor) -> torch.Tensor:
