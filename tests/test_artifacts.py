@@ -101,7 +101,7 @@ def test_weights_command_stores_the_sparse_runs_only_within_budget(tmp_path, mon
     from companion.book import weight_tables as tables_weights
 
     runs = _cli_runs(tmp_path)
-    monkeypatch.setattr(tables_weights, "sparse_runs", lambda p, root: runs)
+    monkeypatch.setattr(tables_weights, "sparse_runs", lambda study: runs)
     sparse, dense = runs.values()
     assert tables_weights.weights_needed(sparse) and not tables_weights.weights_needed(dense)
     assert cli.main(["weights", "--profile", "smoke", "--results-dir", str(tmp_path), "--max-mib", "0.000001"]) == 2

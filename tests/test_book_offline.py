@@ -111,6 +111,7 @@ def _smoke_store_with_compact_weights(results: Path) -> list:
     """A copy of the committed smoke store in which chapter 11's β-LASSO runs with β > 0 hold
     ``weights.npz`` and no checkpoint; returns those runs."""
     from companion.experiments import profiles
+    from companion.experiments.study import Study
     from companion.store import artifacts
     from companion.book.weight_tables import sparse_runs
     from companion.train.loop import train
@@ -118,7 +119,7 @@ def _smoke_store_with_compact_weights(results: Path) -> list:
     p = profiles.get("smoke")
     store = results / p.name
     shutil.copytree(ROOT / "results" / p.name, store, ignore=shutil.ignore_patterns("checkpoint.pt", "lock.json*"))
-    sparse = [r for r in sparse_runs(p, store).values() if r.config.optimizer == "beta-lasso" and r.config.beta > 0]
+    sparse = [r for r in sparse_runs(Study(p, store)).values() if r.config.optimizer == "beta-lasso" and r.config.beta > 0]
     assert sparse, "the smoke store has no β-LASSO run with β > 0 in Table 2"
     retrained = []
     for run in sparse:

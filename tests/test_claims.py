@@ -10,6 +10,7 @@ from companion.experiments import runs
 from companion import paper
 from companion.book import protocol
 from companion.experiments import profiles
+from companion.experiments.study import Study
 
 
 def table1_frame(ours: dict[str, tuple[float, float]]) -> pd.DataFrame:
@@ -261,9 +262,9 @@ def test_describe_setting_reads_runs(tmp_path):
     p = profiles.get("smoke")
     configs = runs.scaling_configs(p)
     with pytest.raises(FileNotFoundError, match="none of the"):
-        captions.describe_setting(p, tmp_path, configs)
+        captions.describe_setting(Study(p, tmp_path), configs)
     with pytest.raises(ValueError, match="at least one"):
-        captions.describe_setting(p, tmp_path, [])
+        captions.describe_setting(Study(p, tmp_path), [])
     summary = {"dataset": {"n_train": 512, "n_val": 256, "n_test": 512}}
     text = captions.describe_data(p, summary)
     assert "512 training images, 256 held out" in text and "pipeline check" in text
@@ -291,11 +292,12 @@ def test_chapter_helpers_on_the_committed_smoke_runs(monkeypatch):
 
     monkeypatch.setattr(training, "_run", no_training)
     p = profiles.get("smoke")
-    claims = summary.claims(p, root)
+    study = Study(p, root)
+    claims = summary.claims(study)
     longer = [f"{c}, {e} ep." for e in p.longer_epochs for c in "bc"]  # issue 16: (b), (c) at each longer length
     assert list(claims["id"]) == list("abcdefg") + longer and claims["holds"].map(type).eq(bool).all()
     assert claims["scale"].str.startswith("smoke: synthetic, 512 training images").all()
-    f5 = tables.figure5_table(p, root)
+    f5 = tables.figure5_table(study)
     assert ((f5["conv_nonzeros"] <= f5["conv_weights"]) & (f5["conv_weights"] < f5["weights"])).all()
-    text = captions.describe_setting(p, root, runs.scaling_configs(p))
+    text = captions.describe_setting(study, runs.scaling_configs(p))
     assert "512 training images, 256 held out" in text and "ResNet18 2" in text and "SGD" in text

@@ -3,7 +3,8 @@
 import pytest
 
 from companion.book import labels, tables
-from companion.experiments import profiles, runs, search, stages
+from companion.experiments import profiles, runs, stages
+from companion.experiments.study import Study
 from companion.nn.params import count_params
 
 
@@ -40,14 +41,14 @@ def test_search_grid_and_table1_configs():
 def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeypatch):
     p = profiles.get("smoke")
     with pytest.raises(runs.MissingRunsError, match="companion experiments --profile smoke") as missing:
-        search.lasso_search(p, tmp_path)  # listing never trains: one error naming every missing run
+        Study(p, tmp_path).lasso_search  # listing never trains: one error naming every missing run
     assert str(missing.value).count("s-fc") == len(runs.search_configs(p))
     with pytest.raises(runs.MissingRunsError):
-        stages.stage2(p, tmp_path)  # stage 2 is listed from the finished search
+        stages.stage2(Study(p, tmp_path))  # stage 2 is listed from the finished search
     stages.ensure(runs.search_configs(p) + runs.sgd_search_configs(p), tmp_path, progress=False)
-    found = search.lasso_search(p, tmp_path)
+    found = Study(p, tmp_path).lasso_search
     assert len(found) == len(runs.search_configs(p))
-    best = search.best_lasso(p, tmp_path)
+    best = Study(p, tmp_path).lasso_selection["best"]
     top = found.sort_values(["val_acc", "lam"], ascending=[False, True]).iloc[0]
     assert best["beta"] == top["beta"]  # chosen by validation accuracy, not test
     # everything is cached now: a second call trains nothing
@@ -57,12 +58,13 @@ def test_smoke_experiments_train_once_and_select_on_validation(tmp_path, monkeyp
         raise AssertionError("a finished run was retrained")
 
     monkeypatch.setattr(training, "_run", no_training)
-    again = search.lasso_search(p, tmp_path)
+    study = Study(p, tmp_path)
+    again = study.lasso_search
     assert again["run_id"].tolist() == found["run_id"].tolist()
-    sgd_found = search.sgd_search(p, tmp_path)
+    sgd_found = study.sgd_search
     top_sgd = sgd_found.sort_values(["val_acc", "weight_decay"], ascending=[False, True]).iloc[0]
-    assert search.sgd_choice(p, tmp_path)["momentum"] == top_sgd["momentum"]  # SGD chosen on validation too
-    stage2 = stages.stage2(p, tmp_path)  # chosen rows, their seeds and permuted copies, Figure 5's β-LASSO
+    assert study.sgd_choice["momentum"] == top_sgd["momentum"]  # SGD chosen on validation too
+    stage2 = stages.stage2(study)  # chosen rows, their seeds and permuted copies, Figure 5's β-LASSO
     assert not {c.run_id() for c in stage2} & {c.run_id() for c in stages.stage1(p)}
     seeded = {(c.model, c.optimizer) for c in stage2 if c.seed == p.seeds[1]}
     assert seeded == {("s-fc", "sgd"), ("s-fc", "beta-lasso")}  # S-CONV/S-LOCAL seeds are in stage 1

@@ -6,6 +6,7 @@ from companion.book import chapters, plan
 from companion.experiments import profiles, runs
 from companion.config import TrainConfig
 from companion.experiments.cost import Throughput
+from companion.experiments.study import Study
 from companion.book.reproduce import dry_run
 from companion.train.loop import train
 
@@ -14,7 +15,8 @@ def test_chapter_plan_counts_finished_and_missing(tmp_path):
     done = TrainConfig(model="3-fc", alpha=8, epochs=1, dataset="synthetic", batch_size=64, subset=128, val_size=64)
     missing = done.replace(epochs=2)
     train(done, root=tmp_path, progress=False)
-    table = plan.chapter_plan({"a": [done, missing, done], "b": []}, tmp_path, throughput=Throughput(1e12, "test"))
+    study = Study(profiles.get("smoke"), tmp_path)
+    table = plan.chapter_plan(study, {"a": [done, missing, done], "b": []}, throughput=Throughput(1e12, "test"))
     a = table.set_index("chapter").loc["a"]
     assert (a["runs"], a["finished"], a["missing"]) == (2, 1, 1)
     assert a["train_hours"] > 0 and a["gpu_hours_estimate"] > 0
@@ -27,7 +29,7 @@ def test_paper_dry_run_lists_every_chapter_without_training(tmp_path, monkeypatc
     monkeypatch.setenv("COMPANION_RESULTS", str(tmp_path))
     text = dry_run("paper")
     p = profiles.get("paper")
-    for chapter in chapters.chapter_configs(p, tmp_path / "paper"):
+    for chapter in chapters.chapter_configs(Study(p, tmp_path / "paper")):
         assert chapter in text
     assert "GPU-h" in text and "lower bound" in text
     assert not any(tmp_path.iterdir())  # planning trains nothing
@@ -65,7 +67,7 @@ def test_reproducibility_tables_per_chapter(tmp_path, monkeypatch):
     _executed(book / "03_scaling.ipynb", "cpu", 30)  # another profile's copy
     _executed(book / f"{plan.THIS_PAGE}.ipynb", "smoke", 1)  # last build's copy of this page
     p = profiles.get("smoke")
-    build, rerun = plan.reproducibility_tables(p, root=tmp_path / "results", throughput=Throughput(1e12, "test"))
+    build, rerun = plan.reproducibility_tables(Study(p, tmp_path / "results"), throughput=Throughput(1e12, "test"))
     build, rerun = build.set_index("chapter"), rerun.set_index("chapter")
     assert build.index.tolist() == ["Parameter counts", "Table 1: depth", "Scaling", "Reproducibility"]
     assert build.loc["Table 1: depth", "execution time"] == "0:01:05"

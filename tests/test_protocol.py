@@ -9,6 +9,7 @@ import pytest
 
 from companion.book import captions, protocol_figures as plots_protocol, protocol
 from companion.experiments import profiles
+from companion.experiments.study import Study
 
 SMOKE = Path(__file__).resolve().parents[1] / "results" / "smoke"
 
@@ -75,10 +76,10 @@ def test_sgd_search_table_marks_the_choice():
 @pytest.mark.skipif(not SMOKE.is_dir(), reason="no committed smoke results")
 def test_protocol_frames_on_the_committed_smoke_runs():
     p = profiles.get("smoke")
-    per_seed = protocol.seed_frame(protocol.seed_runs(p, SMOKE))
+    per_seed = protocol.seed_frame(protocol.seed_runs(Study(p, SMOKE)))
     assert sorted(per_seed["seed"].unique()) == list(p.seeds) and len(per_seed) == 4 * len(p.seeds)
     assert ((per_seed["first_density"] > 0) & (per_seed["first_density"] <= 1)).all()
-    curves, settled = protocol.settling(p, SMOKE)
+    curves, settled = protocol.settling(Study(p, SMOKE))
     assert curves["epoch"].tolist() == list(range(1, p.epochs_long + 1)) and settled["epochs"] == p.epochs_long
     fig = plots_protocol.settling_figure(curves, settled, "smoke")
     assert len(fig.axes) == 4
@@ -90,7 +91,7 @@ def test_null_frame_keeps_each_units_count():
     from companion.nn import analysis
 
     p = profiles.get("smoke")
-    (_, run), = [(k, r) for (k, seed), r in protocol.seed_runs(p, SMOKE).items()
+    (_, run), = [(k, r) for (k, seed), r in protocol.seed_runs(Study(p, SMOKE)).items()
                  if k == runs.BEST_LASSO and seed == p.seeds[0]]
     frame = protocol.null_frame(run.arrays())
     a = run.arrays()

@@ -10,6 +10,7 @@ import pytest
 from companion.book import prune
 from companion.config import TrainConfig
 from companion.experiments import profiles
+from companion.experiments.study import Study
 from companion.store import results
 from companion.train.loop import train
 
@@ -22,7 +23,7 @@ def test_every_committed_run_is_read_by_some_chapter(profile):
     if tracked.returncode != 0 or not tracked.stdout.strip():
         pytest.skip(f"not a git checkout with committed {profile} results")
     committed = {Path(f).parts[2] for f in tracked.stdout.split() if f.endswith("/summary.json")}
-    read = prune.read_run_ids(profiles.get(profile), ROOT / "results" / profile)
+    read = prune.read_run_ids(Study(profiles.get(profile), ROOT / "results" / profile))
     assert committed and not committed - read, f"committed runs no chapter reads: {sorted(committed - read)}"
 
 
@@ -35,8 +36,7 @@ def test_prune_lists_then_deletes_only_finished_unread_runs(tmp_path):
     unfinished.mkdir()
     (unfinished / results.CONFIG).write_text("{}")
     before = sorted(p.name for p in store.iterdir())
-    p = profiles.get("smoke")
-    assert prune.unread_runs(p, store) == [unread]
+    assert prune.unread_runs(Study(profiles.get("smoke"), store)) == [unread]
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "companion", "store", "prune", "--profile", "smoke",

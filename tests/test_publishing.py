@@ -378,6 +378,7 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
 
     from companion.book import chapters
     from companion.experiments import profiles
+    from companion.experiments.study import Study
     from companion.store.results import find_run
     from companion.book.weight_tables import sparse_runs, weights_needed
 
@@ -387,7 +388,8 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
         pytest.skip("not a git checkout with committed cpu results")
     committed = set(tracked.stdout.split())
     p = profiles.get("cpu")
-    configs = {c.run_id(): c for cs in chapters.chapter_configs(p, root).values() for c in cs}
+    study = Study(p, root)
+    configs = {c.run_id(): c for cs in chapters.chapter_configs(study).values() for c in cs}
     # the training-length chapter (issue 16) reads its longer runs as they finish and lists the
     # rest as still training: those finished here must be committed, the others may be pending
     longer = {i for i, c in configs.items() if c.epochs in p.longer_epochs + p.trend_epochs}
@@ -395,6 +397,6 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
     missing = [i for i in configs if f"results/cpu/{i}/summary.json" not in committed]
     assert not missing, f"chapters read runs that are not committed: {missing}"
     assert all(find_run(c, root) is not None for c in configs.values())
-    need = [r.run_id for r in sparse_runs(p, root).values() if weights_needed(r)]
+    need = [r.run_id for r in sparse_runs(study).values() if weights_needed(r)]
     unstored = [i for i in need if f"results/cpu/{i}/weights.npz" not in committed]
     assert not unstored, f"chapter 11 needs weights.npz of {unstored} (companion weights --profile cpu)"

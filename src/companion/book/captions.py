@@ -16,18 +16,18 @@ from companion.checks import require_columns
 from companion.config import TrainConfig
 from companion.experiments.profiles import Profile
 from companion.experiments.runs import BEST_LASSO, search_epochs
+from companion.experiments.study import Study
 from companion.nn.params import alpha_for_budget
-from companion.store.results import find_run
 
 
-def first_summary(configs, root) -> dict:
+def first_summary(study: Study, configs) -> dict:
     """The summary of the first finished run among ``configs`` (they share the data split)."""
 
     for config in configs:
-        run = find_run(config, root)
+        run = study.find(config)
         if run is not None:
             return run.summary
-    raise FileNotFoundError(f"none of the {len(configs)} runs is finished in {root}; "
+    raise FileNotFoundError(f"none of the {len(configs)} runs is finished in {study.root}; "
                             "train them with `companion experiments --profile P`")
 
 
@@ -71,16 +71,17 @@ def describe_optimizers(p: Profile, configs) -> str:
     return "; ".join(parts)
 
 
-def describe_setting(p: Profile, root, configs) -> str:
-    """The caption's account of a set of runs: profile, hardware, data sizes, epochs, α, batch,
-    augmentation and optimizer settings (all read from the profile and the runs)."""
+def describe_setting(study: Study, configs) -> str:
+    """The caption's account of a set of ``study``'s runs: profile, hardware, data sizes, epochs, α,
+    batch, augmentation and optimizer settings (all read from the profile and the runs)."""
+    p = study.profile
     configs = list(configs)
     if not configs:
         raise ValueError("describe_setting needs at least one TrainConfig")
     epochs = sorted({c.epochs for c in configs})
     names = {p.epochs_short: "short", p.epochs_long: "long"}
     ep = " / ".join(f"{e} ({names[e]})" if e in names else str(e) for e in epochs)
-    return (f"Profile {p.name} ({p.hardware}); {describe_data(p, first_summary(configs, root))}; "
+    return (f"Profile {p.name} ({p.hardware}); {describe_data(p, first_summary(study, configs))}; "
             f"epochs {ep}; batch {configs[0].batch_size}; {configs[0].augment} augmentation; "
             f"{describe_alphas(configs)}; {describe_optimizers(p, configs)}.")
 

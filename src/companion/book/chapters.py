@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from companion.config import TrainConfig
 from companion.experiments import lengths, search
-from companion.experiments.profiles import Profile
 from companion.experiments.runs import (BEST_LASSO, S_FC_SGD, MissingRunsError, figure5_configs, permutation_configs,
                                         scaling_configs, search_configs, seed_configs, sgd_search_configs,
                                         table1_configs, table2_configs, unique)
+from companion.experiments.study import Study
 
 
-def chapter_configs(p: Profile, root=None) -> dict[str, list[TrainConfig]]:
-    """The runs each chapter reads (by notebook name). β-LASSO rows come from the finished
-    search, or from :func:`~companion.experiments.search.placeholder_choices` while it is unfinished (for planning only)."""
+def chapter_configs(study: Study) -> dict[str, list[TrainConfig]]:
+    """The runs each chapter reads (by notebook name). β-LASSO rows come from ``study``'s finished
+    search, or from :func:`~companion.experiments.search.placeholder_choices` while it is unfinished
+    (for planning only)."""
+    p = study.profile
     try:
-        choices = search.choices(p, root)
+        choices = study.choices
     except MissingRunsError:
         choices = search.placeholder_choices(p)
     t2 = table2_configs(p, choices)
@@ -29,5 +31,5 @@ def chapter_configs(p: Profile, root=None) -> dict[str, list[TrainConfig]]:
         "07_filters": list(t2.values()), "08_mdl": list(t2.values()), "09_locality": list(t2.values()),
         "10_permutation": list(permutation_configs(t2).values()), "11_sparse_execution": list(t2.values()),
         "13_training_length": unique([c for (key, _), c in seed_configs(p, t2).items() if key in (S_FC_SGD, BEST_LASSO)]
-                                     + lengths.all_configs(p, root)),
+                                     + lengths.all_configs(study)),
     }

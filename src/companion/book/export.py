@@ -8,7 +8,7 @@ from companion.book.labels import run_label
 from companion.book import weight_tables
 from companion.experiments import profiles
 from companion.experiments.profiles import PROFILE_NAMES
-from companion.experiments.runs import results_dir
+from companion.experiments.study import Study
 from companion.store.artifacts import WEIGHTS, store_weights
 
 
@@ -28,9 +28,9 @@ def add_cli(subparsers) -> None:
 
 
 def _cli(args) -> int:
-    prof = profiles.get(args.profile)
-    root = results_dir(prof, args.results_dir)
-    runs = weight_tables.sparse_runs(prof, root)
+    study = Study(profiles.get(args.profile), args.results_dir)
+    root = study.root
+    runs = weight_tables.sparse_runs(study)
     needed = {k: r for k, r in runs.items() if weight_tables.weights_needed(r)}
     sizes = store_weights(needed.values(), max_bytes=int(args.max_mib * 2**20))
     for key, run in runs.items():

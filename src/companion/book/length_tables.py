@@ -1,6 +1,7 @@
 """The training-length comparison read back from the store (issue 16): the runs of
 :mod:`companion.experiments.lengths` at every length, as the frames the training-length chapter and claims
-(b) and (c) at the longer lengths read (finished runs only; nothing here trains)."""
+(b) and (c) at the longer lengths read (a :class:`~companion.experiments.study.Study`'s finished runs
+only; nothing here trains)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import numpy as np
 import pandas as pd
 
 from companion.book.protocol import seed_frame, seed_runs, table2_seeds
-from companion.experiments.lengths import METHODS, candidate_configs, planned_runs
-from companion.experiments.profiles import Profile
-from companion.experiments.runs import finished, results_dir
-from companion.store.results import find_run
+from companion.experiments.lengths import METHODS, planned_runs
+from companion.experiments.study import Study
 
 
 def setting(c) -> str:
@@ -20,14 +19,13 @@ def setting(c) -> str:
             else f"momentum {c.momentum:g}, weight decay {c.weight_decay:g}")
 
 
-def candidate_frame(p: Profile, epochs: int, root=None) -> pd.DataFrame:
+def candidate_frame(study: Study, epochs: int) -> pd.DataFrame:
     """One row per candidate at ``epochs``: method, its settings, validation / test / train
     accuracy (%, NaN while unfinished), and ``chosen`` (best validation accuracy of its method,
     decided once all its candidates are finished)."""
-    folder = results_dir(p, root)
     rows = []
-    for method, configs in candidate_configs(p, epochs, root).items():
-        runs = [find_run(c, folder) for c in configs]
+    for method, configs in study.candidates(epochs).items():
+        runs = [study.find(c) for c in configs]
         vals = [r.summary["final_val_acc"] if r else None for r in runs]
         best = vals.index(max(vals)) if None not in vals else None
         for i, (c, r) in enumerate(zip(configs, runs)):
@@ -38,35 +36,34 @@ def candidate_frame(p: Profile, epochs: int, root=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def first_candidates(p: Profile, root=None) -> dict[tuple[int, object, int], object]:
+def first_candidates(study: Study) -> dict[tuple[int, object, int], object]:
     """(epochs, Table 2 row key, first seed) → the finished first candidate of each method at each
     longer length (the best setting at the long length): what the chapter can show before the
     choice at that length is made."""
-    folder = results_dir(p, root)
+    p = study.profile
     out = {}
     for epochs in p.longer_epochs:
-        for method, configs in candidate_configs(p, epochs, folder).items():
-            if (run := find_run(configs[0], folder)) is not None:
+        for method, configs in study.candidates(epochs).items():
+            if (run := study.find(configs[0])) is not None:
                 out[(epochs, METHODS[method], p.seed)] = run
     return out
 
 
-def length_runs(p: Profile, root=None, *, partial: bool = False) -> dict[tuple[int, object, int], object]:
+def length_runs(study: Study, *, partial: bool = False) -> dict[tuple[int, object, int], object]:
     """(epochs, Table 2 row key, seed) → finished Run for the central comparison at every length:
     the long length's seed runs (Table 2), and :func:`planned_runs`. ``partial=False``: every
     planned run must be finished (else :class:`~companion.experiments.runs.MissingRunsError` lists them);
     ``partial=True``: the finished ones (:func:`~companion.experiments.lengths.pending_runs` lists the
     rest), and while the choice at a length is pending, :func:`first_candidates` in its place."""
 
-    out = {(p.epochs_long, key, seed): run for (key, seed), run in seed_runs(p, root).items()
+    out = {(study.profile.epochs_long, key, seed): run for (key, seed), run in seed_runs(study).items()
            if key in METHODS.values()}
-    planned = planned_runs(p, root)
+    planned = planned_runs(study)
     if not partial:
-        out.update(zip(planned, finished(p, list(planned.values()), root)))
+        out.update(zip(planned, study.finished(planned.values())))
         return out
-    folder = results_dir(p, root)
-    out.update(first_candidates(p, folder))
-    out.update({k: r for k, c in planned.items() if (r := find_run(c, folder)) is not None})
+    out.update(first_candidates(study))
+    out.update({k: r for k, c in planned.items() if (r := study.find(c)) is not None})
     return out
 
 

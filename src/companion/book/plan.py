@@ -2,7 +2,7 @@
 ``companion reproduce --dry-run``.
 
 Input: the runs each chapter reads (``{chapter: [TrainConfig, ...]}``, from
-:mod:`companion.experiments.runs`) and the results store. Per chapter: how many runs, how many are finished,
+:mod:`companion.book.chapters`) and the results store (:class:`~companion.experiments.study.Study`). Per chapter: how many runs, how many are finished,
 their summed training time, the devices / torch versions / commits that trained them, the
 estimated GPU-hours of training them all (:mod:`companion.experiments.cost`), and the commands that rerun the
 chapter at the ``cpu`` and ``paper`` profiles. Provenance names data by dataset, split sizes and
@@ -17,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from companion.book import chapters
-from companion.experiments import profiles, runs
+from companion.experiments import profiles
 from companion.experiments.cost import Throughput, gpu_hours
+from companion.experiments.study import Study
 from companion.store.provenance import find_book_root
 from companion.store import results
 from companion.train.progress import format_duration
@@ -44,15 +45,15 @@ def data_provenance(run: results.Run) -> str:
             f"images, blake2b {d.get('content_blake2b', '?')}")
 
 
-def chapter_plan(chapter_runs: dict[str, list], root: str | Path, *,
+def chapter_plan(study: Study, chapter_runs: dict[str, list], *,
                  throughput: Throughput | None = None) -> pd.DataFrame:
-    """One row per chapter: runs needed, finished, missing, summed training hours of the finished
-    runs, devices, torch versions, commits and data of those runs, estimated GPU-hours."""
+    """One row per chapter: runs needed, finished (in ``study``'s store), missing, summed training
+    hours of the finished runs, devices, torch versions, commits and data of those runs, estimated GPU-hours."""
     throughput = throughput or Throughput.load()
     rows = []
     for chapter, configs in chapter_runs.items():
         unique = list({c.run_id(): c for c in configs}.values())
-        done = [r for r in (results.find_run(c, root) for c in unique) if r is not None]
+        done = [r for r in (study.find(c) for c in unique) if r is not None]
         rows.append({
             "chapter": chapter, "runs": len(unique), "finished": len(done), "missing": len(unique) - len(done),
             "train_hours": sum(r.summary.get("wall_time_s", 0.0) for r in done) / 3600,
@@ -138,15 +139,15 @@ def _execution(executed: pd.DataFrame, chapter: str, profile: str, current: str)
     return row["parameters"].iloc[0], (format_duration(seconds) if seconds is not None else "–")
 
 
-def reproducibility_tables(profile, *, root=None, book_dir=None, notebooks_dir=None, current: str = THIS_PAGE,
+def reproducibility_tables(study: Study, *, book_dir=None, notebooks_dir=None, current: str = THIS_PAGE,
                            throughput: Throughput | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The Reproducibility page's two tables, one row per chapter (the notebooks in
     ``notebooks_dir``, default the book's ``notebooks/``).
 
-    * this build, at ``profile`` (a :class:`~companion.experiments.profiles.Profile`): parameters and execution
-      time papermill recorded in ``book_dir`` (default the book's ``book/``; ``current``, the
-      chapter being executed, is marked as such), the runs the chapter reads, how many are
-      finished and their summed training time (``wall_time_s``), and the devices, torch versions,
+    * this build, at ``study``'s profile and store: parameters and execution time papermill
+      recorded in ``book_dir`` (default the book's ``book/``; ``current``, the chapter being
+      executed, is marked as such), the runs the chapter reads, how many are finished and their
+      summed training time (``wall_time_s``), and the devices, torch versions,
       commits and data (dataset, split sizes, content hash) of those runs;
     * rerunning: the commands (as Markdown code) that rerun the chapter at the ``cpu`` and
       ``paper`` profiles, and at ``paper`` the number of runs and their estimated GPU-hours
@@ -158,13 +159,11 @@ def reproducibility_tables(profile, *, root=None, book_dir=None, notebooks_dir=N
     throughput = throughput or Throughput.load(top / "results" / "paper_throughput.json")
     titles = chapter_titles(notebooks_dir or top / "notebooks")
     executed = executed_chapters(book_dir or top / "book")
-    here = chapter_plan(chapters.chapter_configs(profile, root), runs.results_dir(profile, root),
-                        throughput=throughput).set_index("chapter")
-    paper = profiles.get("paper")
-    paper_configs = chapters.chapter_configs(paper)
+    here = chapter_plan(study, chapters.chapter_configs(study), throughput=throughput).set_index("chapter")
+    paper_configs = chapters.chapter_configs(Study(profiles.get("paper")))
     build, rerun = [], []
     for chapter, title in titles.items():
-        parameters, execution = _execution(executed, chapter, profile.name, current)
+        parameters, execution = _execution(executed, chapter, study.profile.name, current)
         plan = here.loc[chapter] if chapter in here.index else None
         n_runs = int(plan["runs"]) if plan is not None else 0
         build.append({

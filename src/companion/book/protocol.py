@@ -18,8 +18,8 @@ import pandas as pd
 from companion.book.labels import run_label
 from companion.config import steps_per_epoch
 from companion.experiments.profiles import Profile
-from companion.experiments.runs import BEST_LASSO, finished, search_configs, seed_configs, table2_configs
-from companion.experiments.search import choices
+from companion.experiments.runs import BEST_LASSO, search_configs, seed_configs
+from companion.experiments.study import Study
 from companion.nn.analysis import paper_weights, random_placement_locality, settled_epoch
 from companion.nn.models import build_model
 
@@ -106,11 +106,10 @@ def settled(curves: pd.DataFrame, *, density_tolerance: float = DENSITY_TOLERANC
     return out
 
 
-def settling(p: Profile, root=None, row=BEST_LASSO) -> tuple[pd.DataFrame, dict]:
+def settling(study: Study, row=BEST_LASSO) -> tuple[pd.DataFrame, dict]:
     """:func:`settling_curves` and :func:`settled` of Table 2's ``row`` (by default the β-LASSO
     run chosen on validation)."""
-    t2 = table2_configs(p, choices(p, root))
-    (run,) = finished(p, [t2[row]], root)
+    (run,) = study.finished([study.table2_configs[row]])
     curves = settling_curves(run)
     return curves, settled(curves)
 
@@ -123,10 +122,10 @@ def _first_layer_locality(run) -> dict[str, float]:
             "window_mass": float(np.median(a["locality_window_mass"][alive])) if alive.any() else np.nan}
 
 
-def seed_runs(p: Profile, root=None) -> dict:
+def seed_runs(study: Study) -> dict:
     """(row key, seed) → finished Run, for Table 2's rows trained with every seed."""
-    configs = seed_configs(p, table2_configs(p, choices(p, root)))
-    return dict(zip(configs, finished(p, list(configs.values()), root)))
+    configs = seed_configs(study.profile, study.table2_configs)
+    return dict(zip(configs, study.finished(configs.values())))
 
 
 def seed_frame(runs: dict) -> pd.DataFrame:

@@ -24,7 +24,7 @@ def regime_table(regime: pd.DataFrame) -> pd.DataFrame:
 
 
 def sgd_search_table(search: pd.DataFrame, chosen: dict | None) -> pd.DataFrame:
-    """:func:`companion.experiments.search.sgd_search` formatted, the row chosen on validation marked."""
+    """:attr:`companion.experiments.study.Study.sgd_search` formatted, the row chosen on validation marked."""
     require_columns(search, ["momentum", "weight_decay", "train_acc", "val_acc", "test_acc"], "the SGD search frame")
     mark = [chosen is not None and m == chosen["momentum"] and wd == chosen["weight_decay"]
             for m, wd in zip(search["momentum"], search["weight_decay"])]

@@ -14,22 +14,22 @@ from pathlib import Path
 
 from companion.book.chapters import chapter_configs
 from companion.experiments import profiles
-from companion.experiments.profiles import PROFILE_NAMES, Profile
-from companion.experiments.runs import results_dir
+from companion.experiments.profiles import PROFILE_NAMES
+from companion.experiments.study import Study
 from companion.store import locks, results
 
 
-def read_run_ids(p: Profile, root=None) -> set[str]:
-    """Run ids of every run some chapter reads at profile ``p`` (listed from the store's finished runs)."""
-    return {c.run_id() for configs in chapter_configs(p, root).values() for c in configs}
+def read_run_ids(study: Study) -> set[str]:
+    """Run ids of every run some chapter reads at ``study``'s profile (listed from its store's finished runs)."""
+    return {c.run_id() for configs in chapter_configs(study).values() for c in configs}
 
 
-def unread_runs(p: Profile, root=None) -> list[Path]:
-    """Finished, unlocked run directories of the store that no chapter reads, sorted."""
-    folder = results_dir(p, root)
+def unread_runs(study: Study) -> list[Path]:
+    """Finished, unlocked run directories of ``study``'s store that no chapter reads, sorted."""
+    folder = study.root
     if not folder.is_dir():
         raise FileNotFoundError(f"results store {folder} does not exist")
-    read = read_run_ids(p, folder)
+    read = read_run_ids(study)
     out = []
     for path in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
         finished = (path / results.SUMMARY).is_file()
@@ -58,9 +58,9 @@ def add_cli(subparsers) -> None:
 
 
 def _cli(args) -> int:
-    prof = profiles.get(args.profile)
-    root = results_dir(prof, args.results_dir)
-    unread = unread_runs(prof, root)
+    study = Study(profiles.get(args.profile), args.results_dir)
+    root = study.root
+    unread = unread_runs(study)
     total = 0
     for path in unread:
         run = results.load_run(path)

@@ -35,9 +35,10 @@ import yaml
 
 #: Scale profiles a notebook can be run at (defined once, in ``companion.experiments.profiles``).
 from companion.book import chapters, plan
-from companion.experiments import cost, profiles, runs
+from companion.experiments import cost, profiles
 from companion.experiments.cost import Throughput
 from companion.experiments.profiles import PROFILE_NAMES as PROFILES
+from companion.experiments.study import Study
 
 #: Profile of the outputs committed in ``notebooks/`` (what ``nbval`` checks).
 REFERENCE_PROFILE = "smoke"
@@ -270,10 +271,10 @@ def add_cli(subparsers) -> None:
 
 def dry_run(profile: str, root=None) -> str:
     """The plan of ``companion reproduce --profile P --dry-run`` (see :mod:`companion.book.plan`)."""
-    p = profiles.get(profile)
-    needed = chapters.chapter_configs(p, root)
+    study = Study(profiles.get(profile), root)
+    needed = chapters.chapter_configs(study)
     throughput = Throughput.load()
-    table = plan.chapter_plan(needed, runs.results_dir(p, root), throughput=throughput)
+    table = plan.chapter_plan(study, needed, throughput=throughput)
     distinct = list({c.run_id(): c for cs in needed.values() for c in cs}.values())
     table.attrs["distinct_runs"] = len(distinct)
     table.attrs["distinct_gpu_hours"] = cost.gpu_hours(distinct, throughput)

@@ -1,6 +1,7 @@
 """The frames behind each table and figure (Tables 1, 2, Figures 2/3/5/6, the permutation
-test, Theorem 2), built from FINISHED runs only (:func:`companion.experiments.runs.finished` raises one
-error listing what is missing and how to train it). Runs are keyed by
+test, Theorem 2), built from a :class:`~companion.experiments.study.Study`'s FINISHED runs only
+(:meth:`~companion.experiments.study.Study.finished` raises one error listing what is missing and
+how to train it). Runs are keyed by
 :class:`~companion.experiments.runs.RunKey`; a frame's ``row`` is the key's label
 (:func:`companion.book.labels.run_label`)."""
 
@@ -12,13 +13,13 @@ from companion import paper
 from companion.book.labels import reference_dataset, run_label
 from companion.experiments.profiles import Profile
 from companion.experiments.runs import (BEST_LASSO, RunKey, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, TABLE1_MODELS,
-                                        figure5_configs, finished, permutation_configs, results_dir, scaling_configs,
-                                        table1_alphas, table1_configs, table2_configs)
-from companion.experiments.search import choices, lasso_selection, summary_row
+                                        figure5_configs, permutation_configs, scaling_configs, table1_alphas,
+                                        table1_configs)
+from companion.experiments.search import summary_row
+from companion.experiments.study import Study
 from companion.nn.analysis import theorem2
 from companion.nn.models import build_model
 from companion.nn.params import count_params, fc_counterpart
-from companion.store.results import load_run
 
 #: Figure 3's reference networks (same α as S-FC): the weights of their layers are the dashed lines
 REFERENCE_ROWS = {"S-CONV": S_CONV_SGD, "S-LOCAL": S_LOCAL_SGD, "S-FC": S_FC_SGD}
@@ -35,16 +36,17 @@ def paper_table2(key: RunKey, dataset: str) -> float | None:
     return rows.get((PAPER_NETWORKS.get(key.model), method), {}).get(dataset)
 
 
-def table2_runs(p: Profile, root=None) -> dict[RunKey, object]:
+def table2_runs(study: Study) -> dict[RunKey, object]:
     """Table 2's finished runs, row key → Run (its β-LASSO rows chosen on the finished search)."""
-    configs = table2_configs(p, choices(p, root))
-    return dict(zip(configs, finished(p, list(configs.values()), root)))
+    configs = study.table2_configs
+    return dict(zip(configs, study.finished(configs.values())))
 
 
-def table1(p: Profile, root=None) -> pd.DataFrame:
+def table1(study: Study) -> pd.DataFrame:
     """Table 1 at this scale: parameters, short/long test accuracy, the paper's beside."""
+    p = study.profile
     configs = table1_configs(p)
-    runs = finished(p, configs, root)
+    runs = study.finished(configs)
     by = {(c.model, c.epochs): r for c, r in zip(configs, runs)}
     alphas = table1_alphas(p)
     ref = reference_dataset(p)
@@ -65,11 +67,11 @@ def table1(p: Profile, root=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table2(p: Profile, root=None) -> tuple[pd.DataFrame, dict]:
+def table2(study: Study) -> tuple[pd.DataFrame, dict]:
     """Table 2 at this scale, and the runs behind it, row key → Run (for Figures 3, 4, 7–9 and
     Theorem 2)."""
-    runs = table2_runs(p, root)
-    ref = reference_dataset(p)
+    runs = table2_runs(study)
+    ref = reference_dataset(study.profile)
     rows = []
     for key, run in runs.items():
         c, lasso = run.config, run.config.optimizer == "beta-lasso"
@@ -82,10 +84,10 @@ def table2(p: Profile, root=None) -> tuple[pd.DataFrame, dict]:
     return df, runs
 
 
-def scaling(p: Profile, root=None) -> pd.DataFrame:
+def scaling(study: Study) -> pd.DataFrame:
     """Figures 2 and 6: train / test accuracy against parameters as α grows."""
-    configs = scaling_configs(p)
-    runs = finished(p, configs, root)
+    configs = scaling_configs(study.profile)
+    runs = study.finished(configs)
     rows = [{"model": c.model, "alpha": c.alpha, "params": count_params(c.model, c.alpha),
              "train_acc": r.summary["final_train_acc"] * 100, "test_acc": r.summary["final_test_acc"] * 100}
             for c, r in zip(configs, runs)]
@@ -104,10 +106,10 @@ def fewest_params_to_fit(scaling_df: pd.DataFrame, train_acc: float) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def figure5(p: Profile, root=None) -> pd.DataFrame:
+def figure5(study: Study) -> pd.DataFrame:
     """Figure 5: ResNet18 per kernel size and optimizer (β-LASSO at S-FC's best setting)."""
-    configs = figure5_configs(p, lasso_selection(p, root)["best"])
-    runs = finished(p, configs, root)
+    configs = figure5_configs(study.profile, study.lasso_selection["best"])
+    runs = study.finished(configs)
     rows = [{"kernel_size": c.kernel_size, "optimizer": c.optimizer, **summary_row(r)}
             for c, r in zip(configs, runs)]
     df = pd.DataFrame(rows)
@@ -116,11 +118,11 @@ def figure5(p: Profile, root=None) -> pd.DataFrame:
     return df
 
 
-def permutation(p: Profile, root=None) -> tuple[pd.DataFrame, dict]:
+def permutation(study: Study) -> tuple[pd.DataFrame, dict]:
     """The permutation test (Section 4.1): test accuracy of Table 2's S-* rows on original and on
     pixel-permuted images, and the runs, (row key, permuted) → Run."""
-    configs = permutation_configs(table2_configs(p, choices(p, root)))
-    runs = dict(zip(configs, finished(p, list(configs.values()), root)))
+    configs = permutation_configs(study.table2_configs)
+    runs = dict(zip(configs, study.finished(configs.values())))
     df = pd.DataFrame([{"row": run_label(key), "permuted": permuted, **summary_row(run)}
                        for (key, permuted), run in runs.items()])
     df["test_acc"] *= 100
@@ -166,15 +168,16 @@ def table2_layers(runs: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figure5_table(p: Profile, root=None) -> pd.DataFrame:
+def figure5_table(study: Study) -> pd.DataFrame:
     """:func:`figure5` with the non-zero weights of the convolutions (all ResNet18 conv layers,
     ``model.conv_positions``): ``conv_weights``, ``conv_nonzeros``, ``conv_nonzero_frac``."""
 
-    df = figure5(p, root)
-    folder = results_dir(p, root)
+    df = figure5(study)
+    configs = figure5_configs(study.profile, study.lasso_selection["best"])
+    runs = {run.run_id: run for run in study.finished(configs)}
     weights, nonzeros = [], []
     for run_id in df["run_id"]:
-        s = load_run(folder / run_id).summary
+        s = runs[run_id].summary
         c = s["config"]
         convs = build_model(c["model"], c["alpha"], kernel_size=c["kernel_size"], device="meta").conv_positions
         weights.append(sum(s["params"][name] for name in convs))

@@ -8,12 +8,13 @@ from __future__ import annotations
 import pandas as pd
 
 from companion.book.labels import run_label
-from companion.book.tables import distinct_runs, layer_name, table2, theorem2_table
+from companion.book.tables import distinct_runs, layer_name, table2_runs, theorem2_table
 from companion.checks import check_int, require_columns
 from companion.data.files import IMAGE_SHAPE
 from companion.data.permutation import unpermute_filters
 from companion.experiments.profiles import Profile
 from companion.experiments.runs import BEST_LASSO, S_FC_SGD, S_LOCAL_SGD
+from companion.experiments.study import Study
 from companion.nn import sparse
 from companion.nn.analysis import FILTER_MIN_NONZEROS, QUANTILES, locality, rank_correlation, reference_locality
 from companion.nn.sparse import AUTO_MAX_DENSITY
@@ -159,9 +160,9 @@ def sparse_threads() -> tuple[int, ...]:
     return tuple(dict.fromkeys((1, torch.get_num_threads())))
 
 
-def sparse_runs(p: Profile, root=None) -> dict:
+def sparse_runs(study: Study) -> dict:
     """The distinct S-FC runs of Table 2 (SGD and each β-LASSO setting), row key → Run."""
-    _, t2_runs = table2(p, root)
+    t2_runs = table2_runs(study)
     return {key: run for key, run in distinct_runs(t2_runs).items() if run.config.model == "s-fc"}
 
 
@@ -204,9 +205,8 @@ def probe_inputs(n: int, seed: int = PROBE_SEED):
     return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
 
 
-def sparse_execution(p: Profile, root=None, *, runs: dict | None = None, threads=None, batch: int = 512,
-                     images: int = 1000, repeats: int = 5, seed: int = PROBE_SEED
-                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def sparse_execution(p: Profile, runs: dict, *, threads=None, batch: int = 512, images: int = 1000,
+                     repeats: int = 5, seed: int = PROBE_SEED) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Section 5's future work, measured: each distinct S-FC run of Table 2 (SGD and β-LASSO),
     exported by :func:`companion.nn.sparse.to_sparse` (``layout="auto"``) and run on the CPU.
 
@@ -220,16 +220,15 @@ def sparse_execution(p: Profile, root=None, *, runs: dict | None = None, threads
     Returns three tables: per run (weights' source, test accuracy, density, how many inputs the
     export classifies as the dense network does and the largest logit difference, memory), per
     run and layer (the export's layout and density), and per run and thread count (images/s of
-    both on one batch, measured side by side, and their ratio). ``runs``: :func:`sparse_runs`,
-    if already at hand."""
+    both on one batch, measured side by side, and their ratio). ``runs``: :func:`sparse_runs`
+    (at profile ``p``)."""
 
     check_int("batch", batch, minimum=1)  # inputs per timed forward pass
     check_int("images", images, minimum=1)  # inputs of the agreement check
     threads = tuple(threads or sparse_threads())
-    fc_runs = runs if runs is not None else sparse_runs(p, root)
     x = probe_inputs(max(batch, images), seed)
     rows, layers, speeds = [], [], []
-    for key, run in fc_runs.items():
+    for key, run in runs.items():
         label = run_label(key)
         source = artifacts.weights_source(run)
         if source is None and weights_needed(run):

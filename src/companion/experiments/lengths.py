@@ -5,13 +5,15 @@ cpu: 480 epochs), selected on validation at that length, with seeds.
 - **Candidates** (:func:`candidate_configs`): the best :data:`CANDIDATES` settings of each
   search at the long length (by validation accuracy, the searches' own tie-breaking), trained
   at the longer length with the profile's first seed.
-- **Choice** (:func:`chosen_configs`): of each method, the candidate with the best validation
+- **Choice** (:func:`best_on_validation`): of each method, the candidate with the best validation
   accuracy *at the longer length*; it is trained with every seed of the profile.
 - **References**: S-LOCAL and S-CONV (SGD, the profile's fixed settings) at the longer length, first seed.
 - **Trend** (``Profile.trend_epochs``; cpu: 960): each chosen setting of the longest longer
   length, first seed, to show where the trend goes (not a verdict: one seed).
 
-Nothing here trains; the configs are listed for :mod:`companion.experiments.stages` (stages 2 and 3) and read
+Nothing here trains or reads the store: :class:`companion.experiments.study.Study` makes the choices
+once per store (``Study.candidates``, ``Study.chosen``) and the functions taking a ``study`` list
+from them; the configs are listed for :mod:`companion.experiments.stages` (stages 2 and 3) and read
 back by :mod:`companion.book.length_tables`.
 """
 
@@ -19,10 +21,8 @@ from __future__ import annotations
 
 from companion.config import TrainConfig
 from companion.experiments.profiles import Profile
-from companion.experiments.runs import (BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, MissingRunsError, beta_lasso,
-                                        finished, results_dir, sgd)
-from companion.experiments.search import lasso_search, placeholder_choices, ranked_lasso, ranked_sgd, sgd_search
-from companion.store.results import find_run
+from companion.experiments.runs import BEST_LASSO, S_CONV_SGD, S_FC_SGD, S_LOCAL_SGD, MissingRunsError, beta_lasso, sgd
+from companion.experiments.search import placeholder_choices, ranked_lasso, ranked_sgd
 
 #: settings of each 120-epoch search carried to the longer length
 CANDIDATES = 2
@@ -32,14 +32,15 @@ METHODS = {"lasso": BEST_LASSO, "sgd": S_FC_SGD}
 REFERENCES = (S_LOCAL_SGD, S_CONV_SGD)
 
 
-def candidate_configs(p: Profile, epochs: int, root=None) -> dict[str, list[TrainConfig]]:
-    """Method (``lasso``/``sgd``) → the best :data:`CANDIDATES` settings of its search (finished
-    runs at the search length, by validation accuracy), as configs of ``epochs`` epochs."""
-    lasso = ranked_lasso(lasso_search(p, root)).head(CANDIDATES)
+def candidate_configs(p: Profile, epochs: int, lasso_search, sgd_search) -> dict[str, list[TrainConfig]]:
+    """Method (``lasso``/``sgd``) → the best :data:`CANDIDATES` settings of its search (the search
+    frames of finished runs at the search length, :mod:`companion.experiments.search`, by validation
+    accuracy), as configs of ``epochs`` epochs; ``sgd_search`` is not read when the profile has no SGD grid."""
+    lasso = ranked_lasso(lasso_search).head(CANDIDATES)
     out = {"lasso": [beta_lasso(p, "s-fc", p.s_alpha, epochs, lam=float(r.lam), lam_first=float(r.lam_first),
                                 beta=float(r.beta)) for r in lasso.itertuples()]}
     if p.sgd_grid:
-        s = ranked_sgd(sgd_search(p, root))
+        s = ranked_sgd(sgd_search)
         out["sgd"] = [sgd(p, "s-fc", p.s_alpha, epochs, momentum=float(r.momentum), weight_decay=float(r.weight_decay))
                       for r in s.head(CANDIDATES).itertuples()]
     else:
@@ -47,14 +48,11 @@ def candidate_configs(p: Profile, epochs: int, root=None) -> dict[str, list[Trai
     return out
 
 
-def chosen_configs(p: Profile, epochs: int, root=None) -> dict[str, TrainConfig]:
-    """Method → its candidate with the best validation accuracy at ``epochs`` (first one on a
-    tie, i.e. the better one at the search length); raises if a candidate is unfinished."""
-    out = {}
-    for method, configs in candidate_configs(p, epochs, root).items():
-        vals = [r.summary["final_val_acc"] for r in finished(p, configs, root)]
-        out[method] = configs[vals.index(max(vals))]
-    return out
+def best_on_validation(configs: list[TrainConfig], runs: list) -> TrainConfig:
+    """The config among ``configs`` whose finished run (``runs``, in the same order) has the best
+    validation accuracy (the first one on a tie, i.e. the better one at the search length)."""
+    vals = [r.summary["final_val_acc"] for r in runs]
+    return configs[vals.index(max(vals))]
 
 
 def reference_configs(p: Profile, epochs: int) -> dict:
@@ -62,11 +60,13 @@ def reference_configs(p: Profile, epochs: int) -> dict:
     return {key: sgd(p, key.model, p.s_alpha, epochs) for key in REFERENCES}
 
 
-def stage2_configs(p: Profile, root=None) -> list[TrainConfig]:
-    """What needs only the finished searches: the candidates and references at every longer length."""
+def stage2_configs(study) -> list[TrainConfig]:
+    """What needs only the finished searches of ``study`` (:class:`~companion.experiments.study.Study`):
+    the candidates and references at every longer length."""
+    p = study.profile
     out = []
     for epochs in p.longer_epochs:
-        out += [c for configs in candidate_configs(p, epochs, root).values() for c in configs]
+        out += [c for configs in study.candidates(epochs).values() for c in configs]
         out += list(reference_configs(p, epochs).values())
     return out
 
@@ -81,36 +81,39 @@ def seeded_runs(p: Profile, epochs: int, chosen: dict[str, TrainConfig]) -> dict
     return out
 
 
-def stage3_configs(p: Profile, root=None) -> list[TrainConfig]:
-    """What needs the finished candidates: each chosen setting with every seed, and at the trend lengths."""
-    return [c for epochs in p.longer_epochs for c in seeded_runs(p, epochs, chosen_configs(p, epochs, root)).values()]
+def stage3_configs(study) -> list[TrainConfig]:
+    """What needs the finished candidates of ``study``: each chosen setting with every seed, and at
+    the trend lengths."""
+    p = study.profile
+    return [c for epochs in p.longer_epochs for c in seeded_runs(p, epochs, study.chosen(epochs)).values()]
 
 
-def planned_runs(p: Profile, root=None) -> dict[tuple[int, object, int], TrainConfig]:
+def planned_runs(study) -> dict[tuple[int, object, int], TrainConfig]:
     """(epochs, Table 2 row key, seed) → config of every run the comparison reads at the longer
-    and trend lengths, as far as they can be listed: the choice at a length, and so its seeds and
-    the trend runs, is listed only once the candidates there are finished."""
+    and trend lengths, as far as ``study``'s finished runs list them: the choice at a length, and
+    so its seeds and the trend runs, is listed only once the candidates there are finished."""
+    p = study.profile
     configs = {}
     for epochs in p.longer_epochs:
         configs.update({(epochs, key, p.seed): c for key, c in reference_configs(p, epochs).items()})
         try:
-            chosen = chosen_configs(p, epochs, root)
+            chosen = study.chosen(epochs)
         except MissingRunsError:
             continue
         configs.update(seeded_runs(p, epochs, chosen))
     return configs
 
 
-def pending_runs(p: Profile, root=None) -> list[TrainConfig]:
-    """The runs of the comparison not finished yet: the listed ones (:func:`planned_runs`), and
-    while the candidates at a length are unfinished, their second candidates too (the choice,
-    its seeds and the trend runs are listed once the candidates are finished)."""
-    folder = results_dir(p, root)
-    listed = list(planned_runs(p, root).values())
-    listed += [c for epochs in p.longer_epochs for cs in candidate_configs(p, epochs, root).values() for c in cs]
+def pending_runs(study) -> list[TrainConfig]:
+    """The runs of the comparison not finished in ``study``'s store yet: the listed ones
+    (:func:`planned_runs`), and while the candidates at a length are unfinished, their second
+    candidates too (the choice, its seeds and the trend runs are listed once the candidates are finished)."""
+    p = study.profile
+    listed = list(planned_runs(study).values())
+    listed += [c for epochs in p.longer_epochs for cs in study.candidates(epochs).values() for c in cs]
     seen, out = set(), []
     for c in listed:
-        if c.run_id() not in seen and find_run(c, folder) is None:
+        if c.run_id() not in seen and study.find(c) is None:
             seen.add(c.run_id())
             out.append(c)
     return out
@@ -122,20 +125,22 @@ def complete_lengths(p: Profile, runs: dict) -> list[int]:
             if all((e, key, s) in runs for key in METHODS.values() for s in p.seeds)]
 
 
-def all_configs(p: Profile, root=None) -> list[TrainConfig]:
+def all_configs(study) -> list[TrainConfig]:
     """Every run of the training-length comparison, for planning (never trains): stages 2 and 3;
-    while runs they are listed from are unfinished, the first grid points stand in for the
-    candidates (:func:`companion.experiments.search.placeholder_choices`) and the first candidate for the choice."""
+    while runs they are listed from are unfinished in ``study``'s store, the first grid points stand
+    in for the candidates (:func:`companion.experiments.search.placeholder_choices`) and the first
+    candidate for the choice."""
+    p = study.profile
     out = []
     for epochs in p.longer_epochs:
         try:
-            candidates = candidate_configs(p, epochs, root)
+            candidates = study.candidates(epochs)
         except MissingRunsError:
             stand_in = placeholder_choices(p)
             candidates = {"lasso": [beta_lasso(p, "s-fc", p.s_alpha, epochs, **stand_in["best"])],
                           "sgd": [sgd(p, "s-fc", p.s_alpha, epochs, **(stand_in["sgd"] or {}))]}
         try:
-            chosen = chosen_configs(p, epochs, root)
+            chosen = study.chosen(epochs)
         except MissingRunsError:
             chosen = {m: cs[0] for m, cs in candidates.items()}
         out += [c for cs in candidates.values() for c in cs] + list(reference_configs(p, epochs).values())

@@ -1,6 +1,6 @@
 """The runs behind each table and figure of the paper, at a scale profile, as
-:class:`~companion.config.TrainConfig` lists, and which of them are finished in the results store.
-Nothing here trains (:mod:`companion.experiments.stages` does).
+:class:`~companion.config.TrainConfig` lists (which of them are finished in the results store:
+:class:`companion.experiments.study.Study`). Nothing here trains (:mod:`companion.experiments.stages` does).
 
 =====================  ==================================================================
 artifact               runs
@@ -19,7 +19,7 @@ permutation            Table 2's S-* runs again on pixel-permuted images, long
 Stage 1 (:func:`companion.experiments.stages.stage1`) needs no selection; stage 2
 (:func:`companion.experiments.stages.stage2`: Table 2's β-LASSO rows and S-FC SGD row, their
 seeds, Figure 5's β-LASSO runs, the permuted chosen runs) is listed from the finished searches
-(:mod:`companion.experiments.search`). Runs are keyed by :class:`RunKey`; their labels come from
+(:mod:`companion.experiments.search`, chosen once per store by :class:`companion.experiments.study.Study`). Runs are keyed by :class:`RunKey`; their labels come from
 :func:`companion.book.labels.run_label`.
 """
 
@@ -33,7 +33,6 @@ from companion.config import TrainConfig
 from companion.experiments.profiles import Profile
 from companion.nn.params import alpha_for_budget
 from companion.store.provenance import find_book_root
-from companion.store.results import find_run
 
 TABLE1_MODELS = ("d-conv", "d-local", "d-fc", "s-conv", "s-local", "s-fc", "3-fc")
 SCALING_FAMILIES = ("d-conv", "s-conv", "3-fc", "resnet18")
@@ -147,7 +146,7 @@ def table2_sgd_configs(p: Profile, sgd_choice: dict | None = None) -> dict[RunKe
 
 
 def table2_configs(p: Profile, choices: dict) -> dict[RunKey, TrainConfig]:
-    """Table 2's rows at this scale (long training). ``choices``: :func:`companion.experiments.search.choices`
+    """Table 2's rows at this scale (long training). ``choices``: :attr:`companion.experiments.study.Study.choices`
     (β → (β, λ, λ_first) chosen on validation, ``"best"`` → the best overall, ``"sgd"`` → S-FC
     SGD's momentum and weight decay)."""
     rows = table2_sgd_configs(p, choices.get("sgd"))
@@ -200,20 +199,14 @@ class MissingRunsError(FileNotFoundError):
     """Runs a chapter needs are not finished in the results store (listing them and the command)."""
 
 
-def finished(p: Profile, configs, root=None) -> list:
-    """The finished :class:`~companion.store.results.Run` of each config (never trains); one
-    :class:`MissingRunsError` listing every missing run and the command that trains them."""
-
-    folder = results_dir(p, root)
-    runs = [find_run(c, folder) for c in configs]
-    missing = [c for c, r in zip(configs, runs) if r is None]
-    if missing:
-        lines = "\n".join(f"  {c.model} α={c.alpha} {c.optimizer} {c.epochs} ep (run {c.run_id()})"
-                          for c in unique(missing))
-        raise MissingRunsError(
-            f"{len(unique(missing))} run(s) are not finished in {folder}:\n{lines}\n"
-            f"train them with `companion experiments --profile {p.name}`")
-    return runs
+def missing_runs_error(p: Profile, folder, missing) -> MissingRunsError:
+    """The one error for runs that are not finished in the store ``folder``: each missing config
+    (once) and the command that trains them (:meth:`companion.experiments.study.Study.finished`)."""
+    lines = "\n".join(f"  {c.model} α={c.alpha} {c.optimizer} {c.epochs} ep (run {c.run_id()})"
+                      for c in unique(missing))
+    return MissingRunsError(
+        f"{len(unique(missing))} run(s) are not finished in {folder}:\n{lines}\n"
+        f"train them with `companion experiments --profile {p.name}`")
 
 
 def sgd_choice_of(p: Profile, point: tuple) -> dict:

@@ -1,14 +1,19 @@
 """The λ/β search of β-LASSO, the SGD baseline's (momentum, weight decay) search, and their
 selection on validation accuracy (Appendix A.2: test accuracy is reported, never used to
-choose). Each search's frame is built from finished runs (:func:`companion.experiments.runs.finished`);
-selection is a plain function of that frame."""
+choose). Each search's frame is built from its configs and their finished runs; selection is a
+plain function of that frame (:class:`companion.experiments.study.Study` reads the runs and
+chooses once per store)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from companion.experiments.profiles import Profile
-from companion.experiments.runs import finished, search_configs, sgd_choice_of, sgd_search_configs
+from companion.experiments.runs import sgd_choice_of
+
+#: the columns of :func:`sgd_frame` (an empty grid gives an empty frame with them)
+SGD_COLUMNS = ["momentum", "weight_decay", "train_acc", "val_acc", "test_acc", "nonzeros", "weights", "wall_s",
+               "run_id"]
 
 
 def summary_row(run) -> dict:
@@ -19,22 +24,21 @@ def summary_row(run) -> dict:
             "run_id": run.run_id}
 
 
-def lasso_search(p: Profile, root=None) -> pd.DataFrame:
-    """The β-LASSO search: one row per (β, λ, λ_first), with validation and test accuracy."""
-    configs = search_configs(p)
-    runs = finished(p, configs, root)
+def lasso_frame(configs, runs) -> pd.DataFrame:
+    """The β-LASSO search (:func:`companion.experiments.runs.search_configs` and their finished
+    runs): one row per (β, λ, λ_first), with validation and test accuracy."""
     rows = [{"beta": c.beta, "lam": c.lam, "lam_first": c.lam_first, **summary_row(r)}
             for c, r in zip(configs, runs)]
     return pd.DataFrame(rows)
 
 
 def ranked_lasso(search: pd.DataFrame) -> pd.DataFrame:
-    """:func:`lasso_search`'s frame best first: by validation accuracy, ties to the smaller λ."""
+    """:func:`lasso_frame`'s frame best first: by validation accuracy, ties to the smaller λ."""
     return search.sort_values(["val_acc", "lam"], ascending=[False, True])
 
 
 def pick_lasso(search: pd.DataFrame, beta: float | None = None) -> dict:
-    """(β, λ, λ_first) of the row of :func:`lasso_search`'s frame with the best validation
+    """(β, λ, λ_first) of the row of :func:`lasso_frame`'s frame with the best validation
     accuracy (among β = ``beta`` if given; ties go to the smaller λ)."""
     if beta is not None:
         search = search[search["beta"] == beta]
@@ -43,27 +47,17 @@ def pick_lasso(search: pd.DataFrame, beta: float | None = None) -> dict:
 
 
 def selection(search: pd.DataFrame) -> dict:
-    """Every choice made on :func:`lasso_search`'s frame: β → the best (β, λ, λ_first) for that
+    """Every choice made on :func:`lasso_frame`'s frame: β → the best (β, λ, λ_first) for that
     β, and ``"best"`` → the best overall."""
     out = {float(beta): pick_lasso(search, float(beta)) for beta in search["beta"].unique()}
     out["best"] = pick_lasso(search)
     return out
 
 
-def lasso_selection(p: Profile, root=None) -> dict:
-    """:func:`selection` on the finished search at profile ``p``."""
-    return selection(lasso_search(p, root))
-
-
-def best_lasso(p: Profile, root=None, *, beta: float | None = None) -> dict:
-    """(β, λ, λ_first) with the best validation accuracy in the search (for one β if given)."""
-    return pick_lasso(lasso_search(p, root), beta)
-
-
-def lasso_choices(p: Profile, root=None) -> pd.DataFrame:
-    """:func:`lasso_search` with the selections marked: ``chosen_for_beta`` (the best
-    (λ, λ_first) of each β, Table 2's β rows) and ``chosen`` (the best overall)."""
-    search = lasso_search(p, root)
+def lasso_choices(search: pd.DataFrame) -> pd.DataFrame:
+    """A copy of :func:`lasso_frame`'s frame with the selections marked: ``chosen_for_beta`` (the
+    best (λ, λ_first) of each β, Table 2's β rows) and ``chosen`` (the best overall)."""
+    search = search.copy()
 
     def where(hp):
         return (search["beta"] == hp["beta"]) & (search["lam"] == hp["lam"]) & (search["lam_first"] == hp["lam_first"])
@@ -77,40 +71,25 @@ def lasso_choices(p: Profile, root=None) -> pd.DataFrame:
     return search
 
 
-def sgd_search(p: Profile, root=None) -> pd.DataFrame:
-    """The SGD baseline's search (:func:`companion.experiments.runs.sgd_search_configs`): one row per
-    (momentum, weight decay), with validation and test accuracy. Empty when the profile has no grid."""
-    configs = sgd_search_configs(p)
-    runs = finished(p, configs, root)
+def sgd_frame(configs, runs) -> pd.DataFrame:
+    """The SGD baseline's search (:func:`companion.experiments.runs.sgd_search_configs` and their
+    finished runs): one row per (momentum, weight decay), with validation and test accuracy.
+    Empty when the profile has no grid."""
     rows = [{"momentum": c.momentum, "weight_decay": c.weight_decay, **summary_row(r)} for c, r in zip(configs, runs)]
-    return pd.DataFrame(rows, columns=["momentum", "weight_decay", "train_acc", "val_acc", "test_acc", "nonzeros",
-                                       "weights", "wall_s", "run_id"])
+    return pd.DataFrame(rows, columns=SGD_COLUMNS)
 
 
 def ranked_sgd(search: pd.DataFrame) -> pd.DataFrame:
-    """:func:`sgd_search`'s frame best first: by validation accuracy, ties to the smaller weight
+    """:func:`sgd_frame`'s frame best first: by validation accuracy, ties to the smaller weight
     decay, then the smaller momentum."""
     return search.sort_values(["val_acc", "weight_decay", "momentum"], ascending=[False, True, True])
 
 
 def pick_sgd(search: pd.DataFrame) -> dict:
-    """(momentum, weight decay) of the row of :func:`sgd_search`'s frame with the best validation
+    """(momentum, weight decay) of the row of :func:`sgd_frame`'s frame with the best validation
     accuracy (ties go to the smaller weight decay, then the smaller momentum)."""
     best = ranked_sgd(search).iloc[0]
     return {"momentum": float(best["momentum"]), "weight_decay": float(best["weight_decay"])}
-
-
-def sgd_choice(p: Profile, root=None) -> dict | None:
-    """S-FC SGD's chosen (momentum, weight decay), or None when the profile searches none."""
-    if not p.sgd_grid:
-        return None
-    return pick_sgd(sgd_search(p, root)) if len(p.sgd_grid) > 1 else sgd_choice_of(p, p.sgd_grid[0])
-
-
-def choices(p: Profile, root=None) -> dict:
-    """Every selection the book's runs depend on: :func:`lasso_selection`'s (β → (β, λ,
-    λ_first), ``"best"``) and ``"sgd"`` → :func:`sgd_choice`."""
-    return {**lasso_selection(p, root), "sgd": sgd_choice(p, root)}
 
 
 def placeholder_choices(p: Profile) -> dict:

@@ -7,13 +7,12 @@ finished candidates at the longer lengths (:mod:`companion.experiments.lengths`)
 from __future__ import annotations
 
 from companion.config import TrainConfig
-from companion.experiments import lengths, profiles, search
+from companion.experiments import lengths, profiles
 from companion.experiments.profiles import PROFILE_NAMES, Profile
-from companion.experiments.runs import (MissingRunsError, S_FC_SGD, figure5_configs, finished, permutation_configs,
-                                        results_dir, scaling_configs, search_configs, seed_configs, sgd,
-                                        sgd_search_configs, table1_configs, table2_configs, table2_sgd_configs,
-                                        unique)
-from companion.store.results import find_run
+from companion.experiments.runs import (MissingRunsError, S_FC_SGD, figure5_configs, permutation_configs,
+                                        scaling_configs, search_configs, seed_configs, sgd, sgd_search_configs,
+                                        table1_configs, table2_sgd_configs, unique)
+from companion.experiments.study import Study
 from companion.train import launch, launch_options
 from companion.train.loop import train
 from companion.train.progress import describe_run
@@ -29,34 +28,34 @@ def stage1(p: Profile) -> list[TrainConfig]:
                    + list(permutation_configs(fixed).values()))
 
 
-def stage2(p: Profile, root=None) -> list[TrainConfig]:
-    """The runs listed from the finished searches and not in stage 1: Table 2's β-LASSO rows and
+def stage2(study: Study) -> list[TrainConfig]:
+    """The runs listed from ``study``'s finished searches and not in stage 1: Table 2's β-LASSO rows and
     chosen S-FC SGD row, their seeds, Figure 5's β-LASSO runs, their permuted copies (raises :class:`MissingRunsError`
     listing the search runs if a search is unfinished)."""
 
-    choices = search.choices(p, root)
-    t2 = table2_configs(p, choices)
-    chosen = {k: c for k, c in t2.items() if k.model == "s-fc"}
+    p = study.profile
+    chosen = {k: c for k, c in study.table2_configs.items() if k.model == "s-fc"}
     out = list(chosen.values()) + list(seed_configs(p, chosen).values())
-    out += [c for c in figure5_configs(p, choices["best"]) if c.optimizer == "beta-lasso"]
+    out += [c for c in figure5_configs(p, study.choices["best"]) if c.optimizer == "beta-lasso"]
     out += list(permutation_configs(chosen).values())
-    out += lengths.stage2_configs(p, root)
+    out += lengths.stage2_configs(study)
     first = {c.run_id() for c in stage1(p)}
     return [c for c in unique(out) if c.run_id() not in first]
 
 
-def stage3(p: Profile, root=None) -> list[TrainConfig]:
-    """The runs listed from the finished candidates at the longer lengths (issue 16): each chosen
+def stage3(study: Study) -> list[TrainConfig]:
+    """The runs listed from ``study``'s finished candidates at the longer lengths (issue 16): each chosen
     setting with every seed, and the trend lengths (:func:`companion.experiments.lengths.stage3_configs`)."""
-    done = {c.run_id() for c in stage1(p) + stage2(p, root)}
-    return [c for c in unique(lengths.stage3_configs(p, root)) if c.run_id() not in done]
+    done = {c.run_id() for c in stage1(study.profile) + stage2(study)}
+    return [c for c in unique(lengths.stage3_configs(study)) if c.run_id() not in done]
 
 
-def stages(p: Profile, root=None):
-    """Yield stage 1, then (computed when asked, so after the stage before is trained) stages 2 and 3."""
-    yield stage1(p)
-    yield stage2(p, root)
-    yield stage3(p, root)
+def stages(study: Study):
+    """Yield stage 1, then (computed when asked, so after the stage before is trained) stages 2 and 3
+    (``study`` keeps only finished runs, so it lists each stage from what the one before trained)."""
+    yield stage1(study.profile)
+    yield stage2(study)
+    yield stage3(study)
 
 
 def ensure(configs, root, *, progress: bool = True) -> list:
@@ -76,14 +75,15 @@ def train_missing(p: Profile, root=None, *, progress: bool = True, executor: str
     :func:`companion.train.launch.train_missing` and waited for, so stage 2's selection-dependent runs
     are submitted only once the search they depend on has finished. Returns the finished runs."""
 
-    folder = results_dir(p, root)
+    study = Study(p, root)
+    folder = study.root
     if executor == "serial":
-        return [run for stage in stages(p, folder) for run in ensure(stage, folder, progress=progress)]
+        return [run for stage in stages(study) for run in ensure(stage, folder, progress=progress)]
     launch_options.launch_options(executor, **options)  # bad options fail before stage 1
     done = []
-    for stage in stages(p, folder):
+    for stage in stages(study):
         launch.train_missing(stage, folder, executor=executor, progress=progress, **options)
-        done += finished(p, stage, folder)
+        done += study.finished(stage)
     return done
 
 
@@ -105,16 +105,17 @@ def add_cli(subparsers) -> None:
 def _cli(args) -> int:
 
     prof = profiles.get(args.profile, data_root=args.data_root, device=args.device)
-    root = results_dir(prof, args.results_dir)
+    study = Study(prof, args.results_dir)
+    root = study.root
     if args.list:
         configs = stage1(prof)
         try:
-            configs += stage2(prof, root)
-            configs += stage3(prof, root)
+            configs += stage2(study)
+            configs += stage3(study)
         except MissingRunsError as exc:
             print(f"(later stages are listed from finished runs and are not listed yet: {exc})")
         for c in configs:
-            state = "finished" if find_run(c, root) else "missing"
+            state = "finished" if study.find(c) else "missing"
             print(f"{c.run_id()}  {state:8s}  {c.model} α={c.alpha} {c.optimizer} {c.epochs} ep")
         return 0
 
