@@ -1,15 +1,12 @@
 """Tests for companion.optim: β-LASSO (Algorithm 1) and the paper's parameter groups.
 
-The oracle is :func:`beta_lasso_step_reference`, Algorithm 1 as written. The two modes of
-:class:`BetaLasso` relate to it as follows:
-
-- ``fused=True`` evaluates the reference's expression in the same order and precision, so on CPU
-  it is bit-identical to the reference (float32 and float64; 16-bit dtypes compute in float32
-  inside the kernel and round once, so they are within the dtype's rounding).
-- ``fused=False`` (the default) computes θ + (−η)∇f with one rounding (an FMA, as
-  ``torch.optim.SGD``) and then the ℓ1 term: it differs from the reference by a few units in the
-  last place, and a weight within that distance of βλ can be thresholded differently. It is also
-  bit-identical to the update that trained the committed results (``tests/beta_lasso_v1.py``).
+The oracle is :func:`beta_lasso_step_reference`, Algorithm 1 as written. :class:`BetaLasso`
+computes θ + (−η)∇f with one rounding (an FMA, as ``torch.optim.SGD``) and then the ℓ1 term, in
+both modes: it differs from the reference by a few units in the last place (at most 2 ulp of the
+larger of |θ| and |η∇f|, measured below), and a weight within that distance of βλ can be thresholded differently. The default mode
+is bit-identical to the update that trained the committed results (``tests/beta_lasso_v1.py``);
+the fused mode is bit-identical to the default where the compiler contracts the FMA (x86-64
+with FMA, this project's machines), in float32 and float64.
 """
 
 import copy
@@ -207,13 +204,9 @@ def test_matches_reference_over_several_steps_with_per_group_lam_and_beta(fused,
         reference_steps(ref)
         for (hyper, _), fast_ps, ref_ps in zip(GROUPS, fast, ref):
             for a, b in zip(fast_ps, ref_ps):
-                # fused: same expression, same rounding, except the SGD group (lam=0), which is
-                # torch.optim.SGD's update, and non-contiguous tensors, which take the exact path
-                if fused and a.is_contiguous() and hyper.get("lam") != 0:
-                    assert torch.equal(a, b)
-                else:  # rounding order differs (module docstring); nothing lands near βλ here
-                    torch.testing.assert_close(a, b, rtol=16 * eps, atol=16 * eps)
-                    assert torch.equal(a == 0, b == 0)
+                # rounding order differs (module docstring); nothing lands near βλ here
+                torch.testing.assert_close(a, b, rtol=16 * eps, atol=16 * eps)
+                assert torch.equal(a == 0, b == 0)
     moved = [not torch.equal(a, b) for a, b in zip(sum(fast, []), sum(initial, []))]
     zeros = sum(int((p == 0).sum()) for p in sum(fast, []))
     assert all(moved) and zeros > 0  # every parameter moved, thresholding did something
@@ -236,7 +229,7 @@ def test_mixed_dtypes_in_one_group(fused):
     beta_lasso_step_reference(ref32, LR, lam, beta)
     beta_lasso_step_reference(ref64, LR, lam, beta)
     assert p16.dtype == torch.bfloat16
-    torch.testing.assert_close(p32, ref32[0], rtol=0 if fused else 1e-6, atol=0 if fused else 1e-7)
+    torch.testing.assert_close(p32, ref32[0], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(p16.detach().double(), ref64[1].detach(), rtol=2e-2, atol=1e-2)
 
 
@@ -267,32 +260,65 @@ def test_default_mode_is_bit_identical_to_the_committed_update(monkeypatch, batc
             assert torch.equal(a, b), dtype
 
 
-# --- fused vs exact: the tolerance and where it comes from -----------------------------------
+# --- fused vs exact: the same numbers; both against the reference ---------------------------
 
-def test_fused_differs_from_exact_by_rounding_only_even_at_the_threshold():
-    # Weights straddling βλ by a few hundred ulp after the step: the exact mode rounds θ − η∇f
-    # once (FMA) and the fused mode rounds η∇f and θ − η(…) separately, so they can differ by one
-    # ulp, and where that ulp crosses βλ one mode keeps the weight and the other zeroes it.
-    lam, beta = 1e-6, 50.0
+FMA_CPU = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+def straddling_weights(n, lam, beta, seed, dtype=torch.float32):
+    """Weights that land within a few hundred ulp of βλ after one step (both signs)."""
     threshold = beta * lam
-    gen = torch.Generator().manual_seed(4)
-    n = 200_000
+    gen = torch.Generator().manual_seed(seed)
     theta = threshold * (1 + 2e-5 * (torch.rand(n, generator=gen) - 0.5)) + LR * lam
     grad = threshold / LR * 2e-5 * (torch.rand(n, generator=gen) - 0.5)
-    theta = theta * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    a, b = nn.Parameter(theta.clone()), nn.Parameter(theta.clone())
-    a.grad, b.grad = grad.clone() * theta.sign(), grad.clone() * theta.sign()
-    BetaLasso([a], lr=LR, lam=lam, beta=beta, fused=False).step()
-    BetaLasso([b], lr=LR, lam=lam, beta=beta, fused=True).step()
-    a, b = a.detach(), b.detach()
-    ulp = torch.finfo(torch.float32).eps * threshold  # >= one ulp of every weight here
-    both = (a != 0) & (b != 0)
-    assert ((a - b)[both].abs() <= ulp).all()
-    flipped = (a == 0) != (b == 0)
-    kept = torch.where(a == 0, b, a)[flipped]
-    assert ((kept.abs().double() - threshold).abs() <= ulp).all()
-    assert (a != b).any() and flipped.any()  # the data does exercise both effects
-    assert int(flipped.sum()) < n // 100
+    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    return (theta * sign).to(dtype), (grad * sign).to(dtype)
+
+
+@pytest.mark.skipif(not FMA_CPU, reason="the claim is for x86-64 CPUs with FMA (AVX2 or AVX-512)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_is_bit_identical_to_exact_even_at_the_threshold(dtype):
+    assert optim.fused_matches_exact("cpu", dtype)
+    lam, beta = 1e-6, 50.0
+    theta, grad = straddling_weights(100_003, lam, beta, seed=4, dtype=dtype)
+    initial = make_groups(dtype, seed=5)
+    runs = []
+    for fused in (False, True):
+        a = nn.Parameter(theta.clone())
+        a.grad = grad
+        BetaLasso([a], lr=LR, lam=lam, beta=beta, fused=fused).step()
+        ps = [clones(g) for g in initial]
+        opt = fast_optimizer(ps, fused)
+        for step in range(3):
+            set_grads([ps], step, dtype)
+            opt.step()
+        runs.append([a.detach()] + [p.detach() for p in sum(ps, [])])
+    for x, y in zip(*runs):
+        assert torch.equal(x, y)
+    assert (runs[0][0] == 0).any() and (runs[0][0] != 0).any()  # the data straddles βλ
+
+
+def test_both_modes_are_within_2_ulp_of_the_reference():
+    # the rounding statement of the module docstring, on 3 x 2M updates: ulp of the larger
+    # operand of θ − η∇f (the result itself can be much smaller after cancellation)
+    gen = torch.Generator().manual_seed(1)
+    worst, flips = 0.0, 0
+    for lr in (0.1, 0.05, 0.0123):
+        theta = torch.randn(2_000_000, generator=gen) * 0.02
+        grad = torch.randn(2_000_000, generator=gen) * 0.01
+        ref = nn.Parameter(theta.clone())
+        ref.grad = grad
+        beta_lasso_step_reference([ref], lr, 3e-5, 10.0)
+        fast = theta.clone()
+        optim._beta_lasso_([fast], [grad], lr=lr, lam=3e-5, beta=10.0)
+        ref = ref.detach()
+        both = (ref != 0) & (fast != 0)
+        scale = torch.maximum(theta.abs(), (lr * grad).abs())[both]
+        ulp = torch.nextafter(scale, torch.tensor(math.inf)) - scale
+        worst = max(worst, ((fast[both] - ref[both]).abs() / ulp).max().item())
+        flips += int(((ref == 0) != (fast == 0)).sum())
+    assert 0 < worst <= 2  # they do differ, by rounding only
+    assert flips <= 3
 
 
 def test_params_without_grad_are_skipped_and_no_state_is_kept():

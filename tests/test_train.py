@@ -356,3 +356,60 @@ def test_load_model_reads_the_checkpoint(tmp_path):
     (run.path / results.CHECKPOINT).unlink()  # as in the committed results store
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_model(run)
+
+
+# --------------------------------------------------------------------------- β-LASSO step mode
+def test_summary_records_the_beta_lasso_step_and_sgd_records_none(tmp_path):
+    lasso = train(tiny(epochs=1, optimizer="beta-lasso", lam=1e-4), root=tmp_path, progress=False)
+    sgd = train(tiny(epochs=1), root=tmp_path, progress=False)
+    # a tiny run makes far fewer than FUSED_MIN_UPDATES updates: the exact step, nothing compiled
+    assert lasso.summary["beta_lasso_step"] == {"mode": "exact", "matches_exact": True}
+    assert sgd.summary["beta_lasso_step"] is None
+
+
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+                    reason="bit identity is claimed for x86-64 CPUs with FMA")
+def test_fused_step_trains_the_same_run_bit_for_bit(tmp_path, monkeypatch):
+    config = tiny(epochs=2, optimizer="beta-lasso", lam=1e-4, lam_first=2e-4)
+    exact = train(config, root=tmp_path / "exact", progress=False)
+    monkeypatch.setenv("COMPANION_BETA_LASSO_STEP", "fused")
+    fused = train(config, root=tmp_path / "fused", progress=False)
+    assert fused.summary["beta_lasso_step"] == {"mode": "fused", "matches_exact": True}
+    assert fused.run_id == exact.run_id  # the mode is not part of the run id
+    a, b = weights(exact), weights(fused)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert comparable(results.read_jsonl(exact.path / results.METRICS)) == \
+        comparable(results.read_jsonl(fused.path / results.METRICS))
+
+
+def test_auto_uses_the_fused_step_on_cpu_only_for_long_runs(monkeypatch):
+    from companion.train import step
+    monkeypatch.setattr(step, "fused_matches_exact", lambda device: True)  # no compile in this test
+    cpu = torch.device("cpu")
+    assert step.beta_lasso_mode(cpu, step.FUSED_MIN_UPDATES - 1)["mode"] == "exact"
+    assert step.beta_lasso_mode(cpu, step.FUSED_MIN_UPDATES)["mode"] == "fused"
+    monkeypatch.setattr(step, "fused_matches_exact", lambda device: False)
+    assert step.beta_lasso_mode(cpu, 1e15)["mode"] == "exact"  # never a different number on CPU
+    monkeypatch.setenv("COMPANION_BETA_LASSO_STEP", "fused")
+    assert step.beta_lasso_mode(cpu, 1) == {"mode": "fused", "matches_exact": False}
+
+
+def test_auto_falls_back_to_exact_when_the_fused_step_cannot_compile(monkeypatch):
+    from companion.train import step
+
+    def broken(device):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(step, "fused_matches_exact", broken)
+    with pytest.warns(RuntimeWarning, match="no C.. compiler"):
+        assert step.beta_lasso_mode(torch.device("cpu"), 1e15)["mode"] == "exact"
+    monkeypatch.setenv("COMPANION_BETA_LASSO_STEP", "fused")
+    with pytest.raises(RuntimeError, match="no C.. compiler"):
+        step.beta_lasso_mode(torch.device("cpu"), 1e15)
+
+
+def test_bad_step_mode_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPANION_BETA_LASSO_STEP", "fast")
+    with pytest.raises(ValueError, match="COMPANION_BETA_LASSO_STEP='fast'.*auto, fused, exact"):
+        train(tiny(epochs=1, optimizer="beta-lasso"), root=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -11,15 +11,19 @@ threshold coefficient β::
 β = 0 is plain ℓ1 sub-gradient descent ("LASSO"); λ = 0 is plain SGD (no momentum) and thresholds
 nothing, because |θ| ≥ 0 always holds.
 
-:func:`beta_lasso_step_reference` is Algorithm 1 as written; :class:`BetaLasso` is the optimizer
-to train with. It has two modes, both tested against the reference (``tests/test_optim.py``):
+:func:`beta_lasso_step_reference` is Algorithm 1 as written (the tests' oracle);
+:class:`BetaLasso` is the optimizer to train with. Its two modes compute the same numbers:
 
-- ``fused=False`` (default): eager kernels, bit-identical to the implementation that produced
-  the committed results; ~2x (idle 2-core CPU) to ~3-10x (busy one) ``torch.optim.SGD``'s step.
-- ``fused=True``: one ``torch.compile``d pass per parameter tensor, close to SGD's step time on
-  CPU (best of repeats 0.9-1.1x; ``benchmarks/bench_beta_lasso.py``) after a one-off compile of
-  seconds to a minute. It rounds as the reference does, a few units in the last place away from
-  the default mode.
+- ``fused=False`` (default): eager kernels, θ + (−η)∇f as one FMA (as ``torch.optim.SGD``),
+  then the ℓ1 term and the threshold; the update that trained the committed results.
+- ``fused=True``: the same arithmetic as one ``torch.compile``d pass per tensor (reads θ and ∇f,
+  writes θ: SGD's memory traffic), after a one-off compile of seconds to a minute. Bit-identical
+  to the default in float32 and float64 where the compiler contracts the FMA (x86-64 with FMA:
+  :func:`fused_matches_exact` checks it); 16-bit parameters may differ by a rounding.
+
+Both differ from the reference by rounding only: at most 2 units in the last place of the larger
+of |θ| and |η∇f| over 12 M updates measured (``tests/test_optim.py``), so a weight within that
+distance of βλ can be thresholded differently.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from numbers import Real
 import torch
 from torch import nn
 
-__all__ = ["BetaLasso", "beta_lasso_step_reference", "lasso_param_groups"]
+__all__ = ["BetaLasso", "beta_lasso_step_reference", "fused_matches_exact", "lasso_param_groups"]
 
 
 @torch.no_grad()
@@ -80,15 +84,10 @@ def _keep_above(threshold: float, dtype: torch.dtype) -> float:
     return torch.nextafter(t, torch.zeros((), dtype=dtype)).item()
 
 
-# Exact mode (fused=False) keeps the kernels, and so the rounding, of the implementation behind the
-# committed results: θ ← fma(∇f, −η, θ) as torch.optim.SGD computes it, then θ ← θ − ηλ·sign(θ_old),
-# then the threshold (one exact comparison, see _keep_above). That is four elementwise kernels where
-# SGD needs one. On CPU they run on cache-sized batches of elements, so the extra passes stay in
-# the CPU cache and main-memory traffic stays SGD's (read θ, read ∇f, write θ): on 30M parameters
-# ~1.9x SGD's step time against ~5-8x for whole tensors (benchmarks/bench_beta_lasso.py).
-# 2^19..2^20 elements measured best, the larger one is less hurt when other processes compete for
-# the cores (fewer parallel regions). On accelerators the whole group is one batch of foreach
-# kernels. The fused mode needs none of this: it is one pass.
+# Exact mode (fused=False): four elementwise kernels where SGD needs one. On CPU they run on
+# cache-sized batches of elements (2^20 measured best), so the extra passes stay in the cache and
+# main-memory traffic stays SGD's: ~1.9x SGD's step against ~5-8x for whole tensors
+# (benchmarks/bench_beta_lasso.py). On accelerators the group is one batch of foreach kernels.
 _CPU_BATCH_NUMEL = 1 << 20
 
 
@@ -158,23 +157,29 @@ def _beta_lasso_(params: list[torch.Tensor], grads: list[torch.Tensor], *,
                 torch.hardshrink(p, keep_above, out=p)
 
 
-def _fused_update_(theta: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, lam: torch.Tensor,
-                   keep_above: torch.Tensor) -> None:
+def _fused_update_(theta: torch.Tensor, grad: torch.Tensor, neg_lr: torch.Tensor,
+                   neg_lr_lam: torch.Tensor, keep_above: torch.Tensor) -> None:
     """Lines 2 and 3 of Algorithm 1 on one flat tensor, written to compile into one pass.
 
-    The same operations in the same order and precision as :func:`beta_lasso_step_reference`;
-    the threshold is the exact ``|θ| > keep_above`` of the exact mode (``keep_above < 0``: none).
+    The exact mode's arithmetic in its order: θ + (−η)∇f (one rounding where the compiler
+    contracts it into an FMA, as ``torch.optim.SGD``'s kernel does), rounded to θ's dtype, plus
+    (−ηλ)·sign(θ_old), then the exact threshold ``|θ| > keep_above`` (``keep_above < 0``: none).
     """
-    new = theta - lr * (grad + lam * torch.sign(theta))
+    new = (theta + grad * neg_lr).to(theta.dtype)
+    new = (new + torch.sign(theta) * neg_lr_lam).to(theta.dtype)
     theta.copy_(torch.where(new.abs() <= keep_above, 0.0, new))  # like hardshrink: NaN is kept
+
+
+#: C++ compiler flags of the fused pass on CPU: contract a·b + c into an FMA, as ATen's kernels do
+_CPP_OPTIONS = {"cpp.enable_floating_point_contract_flag": "fast"}
 
 
 @functools.cache
 def _compiled_update() -> Callable[..., None]:
     """``_fused_update_`` compiled on first use, per device and dtype. ``dynamic=True`` makes the
-    length a symbol, so one compilation serves every shape (``dynamic=False``: one per shape, ~10-20
-    s each on CPU). CPU: one vectorised C++ loop; CUDA: one Triton kernel (not tested: no GPU)."""
-    return torch.compile(_fused_update_, dynamic=True, fullgraph=True)
+    length a symbol, so one compilation serves every shape. CPU: one vectorised C++ loop;
+    CUDA: one Triton kernel (not tested here: no GPU)."""
+    return torch.compile(_fused_update_, dynamic=True, fullgraph=True, options=_CPP_OPTIONS)
 
 
 def _flat_alias(t: torch.Tensor) -> torch.Tensor:
@@ -197,9 +202,9 @@ def _beta_lasso_fused_(params: list[torch.Tensor], grads: list[torch.Tensor], *,
     threshold = beta * lam
     keep_above = _keep_above(threshold, dtype) if threshold > 0 else -1.0
     # 0-d tensors, not Python floats, so a new learning rate each step does not recompile. Rounded
-    # to the dtype PyTorch computes in (float32 for 16-bit parameters), as Python scalars would be.
+    # to the dtype PyTorch computes in (float32 for 16-bit parameters), as the exact mode's alphas.
     scalar_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-    scalars = [torch.tensor(v, dtype=scalar_dtype, device=device) for v in (lr, lam, keep_above)]
+    scalars = [torch.tensor(v, dtype=scalar_dtype, device=device) for v in (-lr, -lr * lam, keep_above)]
     update = _compiled_update()
     rest_p, rest_g = [], []
     for p, g in zip(params, grads):
@@ -210,6 +215,27 @@ def _beta_lasso_fused_(params: list[torch.Tensor], grads: list[torch.Tensor], *,
             rest_g.append(g)
     if rest_p:
         _beta_lasso_(rest_p, rest_g, lr=lr, lam=lam, beta=beta)
+
+
+@functools.cache
+def fused_matches_exact(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> bool:
+    """Whether ``BetaLasso(fused=True)`` updates bit for bit like the exact mode on this machine,
+    ``device`` and ``dtype``: checked once (compiling the fused pass) on 65,537 probe weights, a
+    third of them within a few ulp of the threshold. True where the compiler contracts θ + (−η)∇f
+    into one FMA as the exact mode's kernel does (x86-64 CPUs with FMA, measured). A fused pass
+    that cannot be compiled here raises, as the first ``step()`` would."""
+    gen = torch.Generator().manual_seed(0)
+    lr, lam, beta = 0.1, 1e-3, 10.0
+    theta = torch.randn(65_537, generator=gen, dtype=torch.float64) * 0.05
+    theta[::3] = (beta * lam + lr * lam) * (1 + 1e-6 * torch.randn(21_846, generator=gen, dtype=torch.float64))
+    theta[::7] = 0.0
+    grad = torch.randn(65_537, generator=gen, dtype=torch.float64) * 1e-6
+    theta, grad = theta.to(device, dtype), grad.to(device, dtype)
+    exact, fused = theta.clone(), theta.clone()
+    _beta_lasso_([exact], [grad], lr=lr, lam=lam, beta=beta)
+    _beta_lasso_fused_([fused], [grad], lr=lr, lam=lam, beta=beta)
+    return torch.equal(exact, fused)
+
 
 class BetaLasso(torch.optim.Optimizer):
     """β-LASSO, Algorithm 1 of the paper: an ℓ1 sub-gradient step followed by hard thresholding.
@@ -224,19 +250,16 @@ class BetaLasso(torch.optim.Optimizer):
     ("β-LASSO (β = 0)" in Table 2); ``lam=0`` gives plain SGD. Parameters without a gradient are
     skipped. Works on CPU and accelerators, for any real floating dtype (mixed dtypes allowed).
 
-    ``fused`` picks the implementation, not the algorithm (the module docstring has both modes):
-    ``False`` is exact and the default, because it reproduces the committed training results bit
-    for bit; ``True`` is about twice as fast on CPU after a one-off ``torch.compile`` and rounds
-    like :func:`beta_lasso_step_reference` instead (a few units in the last place of θ from the
-    default, so a weight within that distance of βλ can land on the other side of the threshold).
-    The mode is not part of ``state_dict()``; parameters are never replaced or re-laid out.
+    ``fused`` picks the implementation, not the numbers (module docstring): ``True`` is one
+    compiled pass per tensor, about SGD's step time; ``False`` (default) needs no compiler. The
+    mode is not part of ``state_dict()``; parameters are never replaced or re-laid out.
 
     Args:
         params: parameters or parameter groups (dicts), as for any ``torch.optim.Optimizer``.
         lr: learning rate η, >= 0 (Appendix A.2: 0.1 with cosine annealing).
         lam: ℓ1 coefficient λ, >= 0 (Appendix A.2 tries 1e-6 ... 2e-5).
         beta: threshold coefficient β, >= 0 (Appendix A.2: 50).
-        fused: ``True`` for one compiled pass per tensor, ``False`` (default) for the exact mode.
+        fused: ``True`` for one compiled pass per tensor, ``False`` (default) for eager kernels.
     """
 
     def __init__(self, params, lr: float = 0.1, lam: float = 1e-6, beta: float = 50.0, *,
@@ -336,31 +359,22 @@ def lasso_param_groups(
     """Parameter groups for :class:`BetaLasso` as in Section 4.1 and Appendix A.2.
 
     The paper tunes one λ for the layers that correspond to the convolutions and another for the
-    other layers ("having higher λ for the layer that corresponds to the convolution improves the
-    performance"). This returns up to three groups, each with a ``"name"`` key; empty groups are
-    left out:
-
-    - ``"first"``: regularised parameters of the modules named in ``first``, with ``lam=lam_first``;
-    - ``"other"``: all other regularised parameters, with ``lam=lam``;
-    - ``"unregularized"``: every remaining parameter, with ``lam=0`` (plain SGD, never thresholded).
-
-    Which parameters are regularised: by default those named ``weight`` with ``ndim >= 2``, i.e.
-    the weights of conv, locally-connected and linear layers. Biases (including a locally-connected
-    layer's position-wise bias) and batch-norm parameters are not. To change this, pass
-    ``regularize=lambda name, param: ...`` (``name`` as in ``model.named_parameters()``); e.g.
-    ``regularize=lambda name, p: True`` regularises everything.
+    rest ("having higher λ for the layer that corresponds to the convolution improves the
+    performance"). Returns up to three named groups (empty ones left out): ``"first"``, the
+    regularised parameters of the modules in ``first`` (``lam=lam_first``); ``"other"``, the
+    other regularised parameters (``lam=lam``); ``"unregularized"``, the rest (``lam=0``: plain
+    SGD, never thresholded). Regularised by default: parameters named ``weight`` with ``ndim >= 2``
+    (conv, locally-connected and linear weights; not biases or batch norm); change it with
+    ``regularize=lambda name, param: ...`` (``name`` as in ``model.named_parameters()``).
 
     Args:
         model: the network.
         lam: λ for the regularised parameters outside ``first``.
         lam_first: λ for the regularised parameters of the ``first`` modules; default ``lam``.
-        first: module names (as in ``model.named_modules()``; a parameter belongs to a module if
-            its name starts with the module's name and a dot); default
-            ``getattr(model, "conv_positions", ())``, the layers where the CONV network has its
-            convolutions. A single string is one name.
+        first: module names (as in ``model.named_modules()``; a single string is one name);
+            default ``getattr(model, "conv_positions", ())``, where the CONV network convolves.
         regularize: predicate ``(name, param) -> bool`` choosing the regularised parameters.
-        beta: if given, sets β in the ``"first"`` and ``"other"`` groups; otherwise the optimizer's
-            default applies.
+        beta: if given, sets β in the ``"first"`` and ``"other"`` groups.
 
     Raises:
         ValueError: a name in ``first`` is not a module of ``model``, or lam/lam_first/beta < 0.

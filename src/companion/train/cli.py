@@ -7,6 +7,7 @@ import os
 
 from companion.config import OPTIMIZERS, PRECISIONS, TrainConfig
 from companion.train.loop import train
+from companion.train.profile import profile_steps
 
 
 def add_cli(subparsers) -> None:
@@ -52,12 +53,21 @@ def add_cli(subparsers) -> None:
     p.add_argument("--wait", action="store_true",
                    help="if another process is training this run, wait for it instead of stopping")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--profile-steps", type=int, default=None, metavar="N",
+                   help="train nothing: time N steps (after 5 warm-up steps) of this config and print the share "
+                        "of data/augmentation, forward+backward, optimizer step and evaluation, images/s and "
+                        "matmul FLOP utilisation")
     p.set_defaults(func=_cli)
 
 
 def _cli(args) -> int:
     names = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    if args.profile_steps is not None:
+        if args.profile_steps < 1:
+            raise ValueError(f"--profile-steps must be >= 1, got {args.profile_steps}")
+        print("\n".join(profile_steps(config, args.profile_steps).lines()))
+        return 0
     run = train(config, root=args.out, resume=args.resume, progress=not args.quiet, force=args.force,
                 wait=args.wait)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports

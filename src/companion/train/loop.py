@@ -32,19 +32,15 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from companion import __version__
-from companion.config import TrainConfig, steps_per_epoch
-from companion.data.augment import make_augment
-from companion.data.datasets import batches, load_data
-from companion.data.permutation import PixelPermutation
+from companion.config import TrainConfig
+from companion.data.datasets import batches
 from companion.nn.analysis import (FILTER_MIN_NONZEROS, embedded_nonzeros, first_layer_filters, layer_sizes,
                                    locality, locality_quantiles, nonzeros)
-from companion.nn.models import build_model
 from companion.nn.snapshots import Recorder
 from companion.store import locks, results
 from companion.store.provenance import git_commit
@@ -52,7 +48,8 @@ from companion.store.results import Run, load_checkpoint
 from companion.train import distributed
 from companion.train.device import autocast, device_name, resolve_device, resolve_precision
 from companion.train.progress import EpochProgress
-from companion.train.step import epoch_seed, evaluate, generator, make_optimizer, optimizer_step, predict, training_inputs
+from companion.train.setup import Job, Loop, build_loop
+from companion.train.step import epoch_seed, evaluate, generator, optimizer_step, predict, training_inputs
 
 #: arrays.npz keeps this many first-layer filters (as float16 on the input grid) for Figures 4, 7-9
 FILTER_SAMPLE = 32
@@ -86,22 +83,12 @@ def train(
     device = resolve_device(config.device)
     with distributed.session(device) as group:
         device = group.device(device)
-        job = _Job(config, device, resolve_precision(config.precision, device), group)
+        job = Job(config, device, resolve_precision(config.precision, device), group)
         return distributed.run(group, lambda start: _lead(job, Path(root), resume, progress, force, wait, start),
                                lambda state: _run(job, None, state, False, None))
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One process's part in one run."""
-
-    config: TrainConfig
-    device: torch.device
-    precision: str
-    group: distributed.Group
-
-
-def _lead(job: _Job, root: Path, resume: bool, progress: bool, force: bool, wait: bool, start) -> Run:
+def _lead(job: Job, root: Path, resume: bool, progress: bool, force: bool, wait: bool, start) -> Run:
     """Rank 0 (or the one process): find, lock, resume or retrain the run. ``start(state)``
     tells the other ranks to train from ``state`` (see :func:`companion.train.distributed.run`)."""
     config = job.config
@@ -153,12 +140,12 @@ def _retrain(config: TrainConfig, root: Path, final_dir: Path, fit) -> None:
 
 
 # --------------------------------------------------------------------------- the epoch loop
-def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lock) -> None:
+def _run(job: Job, run_dir: Path | None, state: dict | None, progress: bool, lock) -> None:
     """Train from ``state`` (a checkpoint, or None) to the last epoch. Rank 0 evaluates, writes
     metrics and checkpoints into ``run_dir``, then the arrays and summary."""
 
     config, writer = job.config, job.group.writer
-    loop = _build(job, state)
+    loop = build_loop(job, state)
     recorder = None
     if writer:  # the first layer's chosen units over time (companion.nn.snapshots)
         filters = first_layer_filters(loop.model)
@@ -204,62 +191,7 @@ def _run(job: _Job, run_dir: Path | None, state: dict | None, progress: bool, lo
         _finish(loop, run_dir, metrics, wall_before + time.perf_counter() - session_start, resumed_at, recorder)
 
 
-@dataclass
-class _Loop:
-    """What the epoch loop works on. ``model``: the network (its checkpoint and analysis);
-    ``net``: what the forward pass calls (``model`` itself, or its DDP wrapper)."""
-
-    job: _Job
-    data: object
-    permutation: object
-    model: torch.nn.Module
-    net: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    scaler: object
-    augment: object
-    steps: int
-
-
-def _build(job: _Job, state: dict | None) -> _Loop:
-    """Data, network, optimizer, cosine schedule (and ``state``'s values when resuming)."""
-
-    config, device, group = job.config, job.device, job.group
-    data = load_data(config.dataset, config.data_root, val_size=config.val_size, subset=config.subset,
-                     seed=config.seed, device=device)
-    permutation = (None if config.permute_pixels is None else
-                   PixelPermutation(config.permute_pixels, data.image_size, data.image_size, device))
-    n_train = len(data.train.y)
-    if config.batch_size > n_train:
-        raise ValueError(
-            f"batch_size {config.batch_size} is larger than the training set ({n_train} images "
-            f"of {config.dataset} after subset/val_size); use batch_size <= {n_train}")
-    if config.batch_size < group.world_size:
-        raise ValueError(f"batch_size {config.batch_size} is smaller than the number of processes "
-                         f"({group.world_size}); every process needs at least one image of each batch")
-    steps = steps_per_epoch(n_train, config.batch_size)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, config.alpha, image_size=data.image_size, in_channels=data.in_channels,
-                        num_classes=data.num_classes, dropout=config.dropout, kernel_size=config.kernel_size,
-                        device=device)
-    net = distributed.data_parallel(model, group)
-    model = net.module if group.distributed else model
-    optimizer = make_optimizer(config, model)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
-    scaler = torch.amp.GradScaler(device.type) if job.precision == "fp16-amp" else None
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-    return _Loop(job, data, permutation, model, net, optimizer, scheduler, scaler,
-                 make_augment(config.augment, config.dataset), steps)
-
-
-def train_epoch(loop: _Loop, epoch: int) -> tuple[float, float]:
+def train_epoch(loop: Loop, epoch: int) -> tuple[float, float]:
     """One pass over the training set in a fresh order (Appendix A.2); returns the mean training
     loss and accuracy over all ranks. Order, augmentation and dropout are seeded by (seed, epoch)."""
 
@@ -288,7 +220,7 @@ def train_epoch(loop: _Loop, epoch: int) -> tuple[float, float]:
     return train_loss, group.total(correct).item() / (loop.steps * config.batch_size)
 
 
-def epoch_metrics(loop: _Loop, epoch: int, train_loss: float, train_acc: float, lr: float,
+def epoch_metrics(loop: Loop, epoch: int, train_loss: float, train_acc: float, lr: float,
                   sizes: dict, t0: float) -> dict:
     """The epoch's metrics line: training numbers, val/test accuracy (every ``track_every``
     epochs and the last), non-zeros per layer and the first layer's locality (Figure 4)."""
@@ -311,7 +243,7 @@ def epoch_metrics(loop: _Loop, epoch: int, train_loss: float, train_acc: float, 
     return row
 
 
-def save_checkpoint(path: Path, loop: _Loop, epoch: int, metrics: list[dict], resumed_at: list[int],
+def save_checkpoint(path: Path, loop: Loop, epoch: int, metrics: list[dict], resumed_at: list[int],
                     wall: float, recorder: Recorder) -> None:
     """Everything needed to continue after ``epoch`` exactly."""
     results.write_checkpoint(path, {
@@ -323,7 +255,7 @@ def save_checkpoint(path: Path, loop: _Loop, epoch: int, metrics: list[dict], re
     })
 
 
-def _finish(loop: _Loop, run_dir: Path, metrics: list[dict], wall: float, resumed_at: list[int],
+def _finish(loop: Loop, run_dir: Path, metrics: list[dict], wall: float, resumed_at: list[int],
             recorder: Recorder) -> None:
     """arrays.npz, then summary.json (last, atomically: the run's 'finished' marker)."""
     first, filters, units = _save_arrays(loop, run_dir / results.ARRAYS, recorder)
@@ -331,7 +263,7 @@ def _finish(loop: _Loop, run_dir: Path, metrics: list[dict], wall: float, resume
     results.write_json(run_dir / results.SUMMARY, summary(loop, metrics, wall, resumed_at, first, filters, units))
 
 
-def _save_arrays(loop: _Loop, path: Path, recorder: Recorder):
+def _save_arrays(loop: Loop, path: Path, recorder: Recorder):
     """The first layer's filters (Figures 4, 7-9 draw filters "chosen randomly among all filters
     with at least 20 non-zero values", :data:`~companion.nn.analysis.FILTER_MIN_NONZEROS`: FILTER_SAMPLE of them, seeded), non-zeros and locality;
     the recorded snapshots (:mod:`companion.nn.snapshots`); the test-set predictions (uint8 classes,
@@ -360,7 +292,7 @@ def _save_arrays(loop: _Loop, path: Path, recorder: Recorder):
     return first, filters, units
 
 
-def summary(loop: _Loop, metrics: list[dict], wall: float, resumed_at: list[int], first: str,
+def summary(loop: Loop, metrics: list[dict], wall: float, resumed_at: list[int], first: str,
             filters: torch.Tensor, units: torch.Tensor) -> dict:
     """summary.json: final and best-validation numbers, non-zeros, provenance."""
     job = loop.job
@@ -382,6 +314,7 @@ def summary(loop: _Loop, metrics: list[dict], wall: float, resumed_at: list[int]
         "torch_version": torch.__version__, "device_used": str(job.device),
         "device_name": device_name(job.device), "precision_used": job.precision,
         "world_size": job.group.world_size, "dataset": loop.data.fingerprint,
+        "beta_lasso_step": loop.step_mode,
         "first_layer": {"layer": first, "units": int(filters.shape[0]),
                         "embedded_nonzeros": embedded_nonzeros(loop.model), "filters_saved": int(units.numel())},
     }
