@@ -151,3 +151,10 @@ def test_wrong_input_shape_is_a_clear_error():
     layer = LocallyConnected2d(3, 2, 8, 3, 1, 1)
     with pytest.raises(ValueError, match=r"expects input of shape \(N, 3, 8, 8\)"):
         layer(torch.randn(1, 3, 9, 9))
+
+
+def test_runs_on_the_meta_device_for_shape_and_cost_estimates():
+    # experiments/cost builds models on "meta" to count work without memory; autocast has no meta backend
+    layer = LocallyConnected2d(3, 4, input_size=(8, 8), kernel_size=3, stride=1, padding=1, device="meta")
+    out = layer(torch.empty(2, 3, 8, 8, device="meta"))
+    assert out.shape == (2, 4, 8, 8) and out.device.type == "meta"

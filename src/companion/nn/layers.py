@@ -191,8 +191,9 @@ class LocallyConnected2d(nn.Module):
                 f"{self.input_size[0]}, {self.input_size[1]}), got {tuple(x.shape)}"
             )
         weight, bias = self.weight, self.bias
-        if torch.is_autocast_enabled(x.device.type):  # compute in the dtype a convolution would
-            dtype = torch.get_autocast_dtype(x.device.type)
+        kind = x.device.type  # autocast exists for some device types only (not "meta")
+        if torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind):
+            dtype = torch.get_autocast_dtype(kind)  # compute in the dtype a convolution would
             x, weight = x.to(dtype), weight.to(dtype)
             bias = None if bias is None else bias.to(dtype)
         out = _LocalMatmul.apply(x, weight, self.kernel_size, self.stride, self.padding)
