@@ -113,18 +113,23 @@ def _phased_step(loop: Loop, gen: torch.Generator, clock: dict[str, float], sync
         clock[name] += dt
 
 
-def _evaluation_seconds(loop: Loop) -> float:
-    """One epoch's evaluation work as :func:`companion.train.loop.epoch_metrics` does it."""
+def _evaluation_seconds_per_step(loop: Loop) -> float:
+    """The evaluation work of :func:`companion.train.loop.epoch_metrics`, per training step: the
+    validation and test accuracies (every ``track_every`` epochs) and the first layer's non-zeros
+    and locality (every epoch)."""
     job = loop.job
     _sync(job.device)
     t0 = time.perf_counter()
     for split in (loop.data.val, loop.data.test):
         if split is not None:
             evaluate(loop.model, split, job.config.dataset, job.device, job.precision, loop.permutation)
+    _sync(job.device)
+    t1 = time.perf_counter()
     nonzeros(loop.model)
     locality_quantiles(loop.model)
     _sync(job.device)
-    return time.perf_counter() - t0
+    t2 = time.perf_counter()
+    return (t1 - t0) / (job.config.track_every * loop.steps) + (t2 - t1) / loop.steps
 
 
 def _step_flops(loop: Loop) -> float:
@@ -175,8 +180,7 @@ def profile_steps(config: TrainConfig, steps: int, *, warmup: int = 5,
         _phased_step(loop, gen, clock)
     images_per_s = _unsynchronised_images_per_s(loop, gen, steps)
     seconds = {k: v / steps for k, v in clock.items()}
-    between = config.track_every * loop.steps  # steps between two evaluations
-    seconds[PHASES[3]] = _evaluation_seconds(loop) / between
+    seconds[PHASES[3]] = _evaluation_seconds_per_step(loop)
     peak, label = matmul_peak(device, job.precision)
     mode = (loop.step_mode or {}).get("mode")
     title = (f"step profile: {config.model} α={config.alpha}, batch {config.batch_size}, {config.optimizer}"
