@@ -9,7 +9,10 @@ generated inputs (standard normal, seed 0, as chapter 11's ``probe_inputs``); ev
 dense|sparse) variant is timed in one interleaved loop (order rotated each round, medians), so that
 load on a shared machine falls on all alike, each call after an untimed pause (``--pause-ms``,
 chapter 11's ``SETTLE_S``: OpenMP threads spin for several ms after the dense network's last
-parallel region and would otherwise compete with the next call). Prints agreement (same predicted class) and the
+parallel region and would otherwise compete with the next call), then an untimed call of the same
+variant (``timed(warm=True)``: each variant timed in the steady state of a stream of batches; with
+``--cold`` not, as before: then the short two-thread sparse calls pay for waking an idle core, see
+``companion.nn.sparse_measure.timed``). Prints agreement (same predicted class) and the
 largest |Δ logit| on ``--images`` inputs, then one ``RATIO`` line per run and thread count (with
 issue 18's goal for β=50 and β=10), one ``CPU-TIME`` line per run for one thread (a second
 interleaved loop timed by the calling thread's CPU time, which load from other processes moves
@@ -134,8 +137,9 @@ def report_trained(args) -> None:
     cpu_name = platform.processor() or platform.machine()
     print(f"\ntiming: torch {torch.__version__}, {os.cpu_count()} CPU(s) ({cpu_name}), "
           f"batch {args.batch}, {len(variants)} variants interleaved, medians of {args.repeats} repeats, "
-          f"{args.pause_ms:g} ms untimed pause before each call")
-    t = timed(variants, args.repeats, pause=args.pause_ms / 1e3)
+          f"{args.pause_ms:g} ms untimed pause before each call"
+          + ("" if args.cold else ", then an untimed call of the same variant"))
+    t = timed(variants, args.repeats, pause=args.pause_ms / 1e3, warm=not args.cold)
     one = {k: v for k, v in variants.items() if k[1] == 1}
     cpu = timed(one, args.repeats, clock=time.thread_time) if one and not args.no_cpu_time else {}
     for label, beta in nets:
@@ -256,6 +260,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pause-ms", type=float, default=SETTLE_S * 1e3,
                         help="trained runs: untimed pause before each timed call (default: chapter 11's, "
                              "companion.nn.sparse_measure.SETTLE_S; 0 = back to back)")
+    parser.add_argument("--cold", action="store_true",
+                        help="trained runs: time each call right after the pause, without the untimed "
+                             "call of the same variant before it")
     parser.add_argument("--no-cpu-time", action="store_true",
                         help="trained runs: skip the second, CPU-time loop of the one-thread variants")
     parser.add_argument("--skip-layouts", action="store_true", help="synthetic mode: skip part 1 (per-layer layouts)")

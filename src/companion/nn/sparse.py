@@ -24,25 +24,28 @@ in turn as each thread gets done (one fork and join per batch, instead of a para
 every operation of every block; the input's transpose, which PyTorch copies on one thread, then
 runs on all T; the logits are bitwise those of one thread).
 
+Dense layers (``"dense"``, e.g. β=10's fc1 at 62 %) multiply through oneDNN where it runs
+(:func:`companion.nn.sparse_layout.onednn_matmul`), reading the feature-major block in place.
+
 Measured with ``benchmarks/bench_sparse_inference.py --profile cpu`` on the trained β-LASSO
 S-FC α=8 of the cpu profile against the dense eval model (batch 512, medians of 21 interleaved
-repeats with :data:`companion.nn.sparse_measure.SETTLE_S` between calls, on a 2-core AMD EPYC
-shared with two training runs and other jobs, load average 6–7; wall times there are slow and
-noisy, the CPU time of the one-thread runs is the steadier number):
+repeats, each timed call after a :data:`companion.nn.sparse_measure.SETTLE_S` pause and an
+untimed call of the same network, i.e. in the steady state of a stream of batches; 2-core AMD
+EPYC (Zen 5) VM, the training runs paused):
 
-- β=50 (conv1 0.4 %, fc1 25 %, fc2 90 % non-zero; conv1 and fc1 "bag"): 33× dense's speed on
-  2 threads, 40× on 1 thread (wall), 21× less CPU time on 1 thread;
-- β=10 (conv1 1.6 %, fc1 62 %, fc2 98 %; conv1 "bag"): 16×, 12× (wall), 9.3× less CPU time;
-- both: the same class on all 1,000 probe inputs, max |Δ logit| 2.4e-6 (β=10), 2.9e-6 (β=50).
+- β=10 (conv1 1.6 %, fc1 62 %, fc2 98 % non-zero; conv1 "bag"): 13.1–13.7× dense's speed
+  on 2 threads (2.4–2.5 ms against 32–33 ms per batch), 15.5× on 1 thread (4.1 ms against 63 ms);
+- β=50 (conv1 0.4 %, fc1 25 %, fc2 90 %; conv1 and fc1 "bag"): 18.1–19.1× and 23.3–23.5×;
+- both: the same class on all 1,000 probe inputs, max |Δ logit| 3.1e-6 (β=10), 2.9e-6 (β=50).
 
-Under the same load the previous execution (blocks one after another, every operation with
-intra-op threads; "auto" up to 25 %, so β=50's fc1 dense) ran at 0.4× (β=10) and 1.5× (β=50)
-dense's speed on 2 threads (each of its many parallel regions waits for a descheduled thread)
-and took 8.8× and 10.2× less CPU time on 1 thread. β=10's remaining cost is its dense fc1
-(≈ 60 % of the CPU time; a GEMM at the core's peak), conv1 (≈ 20 %) and the input transpose
-(≈ 15 %). With 2 threads the two threads together used 6.9–7.6 ms (β=10) and 3.1–3.4 ms
-(β=50) of CPU per batch (about half that in wall time on an idle 2-core machine), against
-64–68 ms for the dense network on one thread.
+Timed right after the idle pause instead (``--cold``, the protocol before), the two-thread calls
+pay for waking the second core (:func:`companion.nn.sparse_measure.timed`): β=10 6.9× on
+2 threads and 13.3× on 1, β=50 10.5× and 18.4×. With fc1 through ``addmm`` (MKL), β=10 had
+run at 6.8× (2 threads) and 8.9× (1 thread) in that protocol. Part of the gain is the kernel,
+not the sparsity: the dense network itself would run about 2.3× faster through oneDNN (29 ms
+instead of 68 ms on 1 thread), against which β=10's export is about 7× faster.
+β=10's one-thread time per batch of 512 is the input transpose (≈ 1.0 ms), conv1 ("bag",
+≈ 1.3 ms), fc1 (≈ 1.6 ms) and the rest (≈ 0.3 ms).
 
 Units whose weights are all zero (their ReLU output a constant, foldable into the
 next bias) or that the next layer never reads could be dropped, but neither trained network has
