@@ -380,7 +380,7 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
     from companion.experiments import profiles
     from companion.experiments.study import Study
     from companion.store.results import find_run
-    from companion.book.weight_tables import sparse_runs, weights_needed
+    from companion.book.weight_tables import longer_sparse_runs, sparse_runs, weights_needed
 
     root = ROOT / "results" / "cpu"
     tracked = subprocess.run(["git", "ls-files", "results/cpu"], cwd=ROOT, capture_output=True, text=True)
@@ -400,3 +400,8 @@ def test_committed_cpu_results_hold_every_run_the_book_reads():
     need = [r.run_id for r in sparse_runs(study).values() if weights_needed(r)]
     unstored = [i for i in need if f"results/cpu/{i}/weights.npz" not in committed]
     assert not unstored, f"chapter 11 needs weights.npz of {unstored} (companion weights --profile cpu)"
+    # issue 16: trained β-LASSO networks of the longer lengths are stored too (those trained in a
+    # session that kept their checkpoint; `companion weights` lists the others as not stored)
+    longer = [r.run_id for r in longer_sparse_runs(study).values() if weights_needed(r)]
+    assert any(f"results/cpu/{i}/weights.npz" in committed for i in longer), \
+        f"no weights.npz committed for the longer β-LASSO runs {longer} (companion weights --profile cpu)"

@@ -12,8 +12,9 @@ from companion.book.tables import distinct_runs, layer_name, table2_runs, theore
 from companion.checks import check_int, require_columns
 from companion.data.files import IMAGE_SHAPE
 from companion.data.permutation import unpermute_filters
+from companion.experiments import lengths
 from companion.experiments.profiles import Profile
-from companion.experiments.runs import BEST_LASSO, S_FC_SGD, S_LOCAL_SGD
+from companion.experiments.runs import BEST_LASSO, S_FC_SGD, S_LOCAL_SGD, MissingRunsError
 from companion.experiments.study import Study
 from companion.nn import sparse
 from companion.nn.analysis import FILTER_MIN_NONZEROS, QUANTILES, locality, rank_correlation, reference_locality
@@ -164,6 +165,22 @@ def sparse_runs(study: Study) -> dict:
     """The distinct S-FC runs of Table 2 (SGD and each β-LASSO setting), row key → Run."""
     t2_runs = table2_runs(study)
     return {key: run for key, run in distinct_runs(t2_runs).items() if run.config.model == "s-fc"}
+
+
+def longer_sparse_runs(study: Study) -> dict:
+    """The finished β-LASSO runs of the longer lengths (the chosen setting, every seed, and the
+    trend lengths), (epochs, row key, seed) → Run, as far as their choice is made: the networks
+    of the training-length chapter a reader may want to load."""
+    out = {}
+    for epochs in study.profile.longer_epochs:
+        try:
+            chosen = study.chosen(epochs)
+        except MissingRunsError:  # a candidate is unfinished: no choice, no seeds yet
+            continue
+        for key, config in lengths.seeded_runs(study.profile, epochs, chosen).items():
+            if key[1] == BEST_LASSO and (run := study.find(config)) is not None:
+                out[key] = run
+    return out
 
 
 def summary_density(run) -> pd.DataFrame:
