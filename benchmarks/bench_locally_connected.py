@@ -70,43 +70,37 @@ class _PreviousMatmul(torch.autograd.Function):
         return grad_x, grad_w, None, None, None
 
 
-class PreviousLocal(nn.Module):
-    """LocallyConnected2d as it was before issue 18 (same weight layout)."""
+class _Variant(nn.Module):
+    """Another implementation of ``layer``: its geometry and (a layout of) its weight."""
 
-    def __init__(self, layer: LocallyConnected2d):
+    def __init__(self, layer: LocallyConnected2d, weight: torch.Tensor | None = None):
         super().__init__()
         self.k, self.s, self.p = layer.kernel_size, layer.stride, layer.padding
         self.out_shape = (layer.out_channels, *layer.output_size)
-        self.weight = nn.Parameter(layer.weight.detach().clone())
+        self.weight = nn.Parameter((layer.weight.detach() if weight is None else weight).clone())
+
+
+class PreviousLocal(_Variant):
+    """LocallyConnected2d as it was before issue 18 (same weight layout)."""
 
     def forward(self, x):
         out = _PreviousMatmul.apply(x, self.weight, self.k, self.s, self.p)
         return out.reshape(x.shape[0], *self.out_shape)
 
 
-class BroadcastLocal(nn.Module):
+class BroadcastLocal(_Variant):
     """The common naive version: unfold, then broadcast-multiply (N × out × in·k² × positions) and sum."""
 
-    def __init__(self, layer: LocallyConnected2d):
-        super().__init__()
-        self.k, self.s, self.p = layer.kernel_size, layer.stride, layer.padding
-        self.out_shape = (layer.out_channels, *layer.output_size)
-        # weight as (1, out, K, positions)
-        self.weight = nn.Parameter(layer.weight.detach().permute(2, 1, 0).unsqueeze(0).contiguous())
+    def __init__(self, layer: LocallyConnected2d):  # weight as (1, out, K, positions)
+        super().__init__(layer, layer.weight.detach().permute(2, 1, 0).unsqueeze(0).contiguous())
 
     def forward(self, x):
         cols = F.unfold(x, self.k, padding=self.p, stride=self.s).unsqueeze(1)  # N,1,K,L
         return (cols * self.weight).sum(2).reshape(x.shape[0], *self.out_shape)
 
 
-class UnfoldBmm(nn.Module):
+class UnfoldBmm(_Variant):
     """Plain unfold + bmm left to autograd (non-contiguous operands)."""
-
-    def __init__(self, layer: LocallyConnected2d):
-        super().__init__()
-        self.k, self.s, self.p = layer.kernel_size, layer.stride, layer.padding
-        self.out_shape = (layer.out_channels, *layer.output_size)
-        self.weight = nn.Parameter(layer.weight.detach().clone())
 
     def forward(self, x):
         cols = F.unfold(x, self.k, padding=self.p, stride=self.s)  # N,K,L

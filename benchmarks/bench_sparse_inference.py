@@ -34,7 +34,6 @@ dense eval model vs its ``to_sparse(layout="auto")`` export, interleaved, median
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import time
@@ -46,7 +45,7 @@ import torch
 from companion.nn.models import build_model
 from companion.nn.sparse import (BATCH_BLOCK, LAYOUTS, SparseLinear, agreement, density_report, memory_bytes, timed,
                                  to_sparse)
-from companion.nn.sparse_measure import SETTLE_S
+from companion.nn.sparse_measure import SETTLE_S, num_threads
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
@@ -54,16 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: issue 18: the sparse export of the trained β-LASSO S-FC must be this many times faster than the
 #: dense network on 2 threads (β → goal)
 GOALS = {50.0: 10.0, 10.0: 8.0}
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def loadavg() -> str:
@@ -160,7 +149,7 @@ def report_trained(args) -> None:
 
 @torch.no_grad()
 def _call(net, batch, n):
-    with threads(n):
+    with num_threads(n):
         return net(batch)
 
 
@@ -221,7 +210,7 @@ def layouts_by_density(args, gen: torch.Generator) -> None:
             weight = torch.randn(out_f, in_f, generator=gen)
             prune_(weight, density)
             layers = {lay: SparseLinear(weight, torch.zeros(out_f), lay) for lay in LAYOUTS[1:]}
-            with torch.no_grad(), threads(1):
+            with torch.no_grad(), num_threads(1):
                 for lay, layer in layers.items():
                     torch.testing.assert_close(layer(hs[0]), layers["dense"](hs[0]), rtol=1e-4, atol=1e-3)
                 t = timed({lay: (lambda layer=layer: [layer(h) for h in hs]) for lay, layer in layers.items()},
@@ -236,7 +225,7 @@ def report_synthetic(args) -> None:
         layouts_by_density(args, gen)
     x = torch.randn(args.batch, 3, 32, 32, generator=gen)
     for n in args.threads:
-        with threads(n):
+        with num_threads(n):
             print(f"\n2) S-FC α={args.alpha}: dense eval model vs to_sparse(layout='auto'); "
                   f"torch {torch.__version__}, {n} thread(s), batch {args.batch}, "
                   f"medians of {args.repeats} interleaved repeats")

@@ -17,7 +17,7 @@ from torch import nn
 
 from companion.checks import check_int
 
-__all__ = ["SETTLE_S", "agreement", "inference_speed", "timed"]
+__all__ = ["SETTLE_S", "agreement", "inference_speed", "num_threads", "timed"]
 
 #: seconds :func:`inference_speed` waits (untimed) before each variant's calls: after its last parallel
 #: region an OpenMP thread spins for 6-8 ms of CPU time (libgomp's default spin count; measured on
@@ -58,7 +58,8 @@ def timed(variants: dict[str, Callable[[], object]], repeats: int,
 
 
 @contextlib.contextmanager
-def _threads(n: int):
+def num_threads(n: int):
+    """Run the block with ``torch.set_num_threads(n)``, then restore the previous count."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -76,7 +77,7 @@ def inference_speed(model: nn.Module, sparse: nn.Module, x: torch.Tensor, *, thr
     Each timed call follows an untimed one of the same network (``timed(warm=True)``): the steady
     state of a stream of batches."""
     check_int("threads", threads, minimum=1)
-    with _threads(threads):
+    with num_threads(threads):
         t = timed({"dense": lambda: model(x), "sparse": lambda: sparse(x)}, repeats, pause=SETTLE_S,
                   warm=True)
     n = len(x)
