@@ -570,7 +570,9 @@ def test_fused_step_on_cuda_against_the_reference_and_the_exact_mode():
         ps = [[nn.Parameter(p.detach().cuda()) for p in g] for g in initial]
         opt = None if mode == "reference" else fast_optimizer(ps, fused=mode == "fused")
         for step in range(3):
-            set_grads([ps], step, torch.float32)
+            gen = torch.Generator().manual_seed(1000 + step)
+            for p in sum(ps, []):
+                p.grad = torch.randn(p.shape, generator=gen).cuda()
             reference_steps(ps) if opt is None else opt.step()
         runs[mode] = [p.detach().cpu() for p in sum(ps, [])]
     eps = torch.finfo(torch.float32).eps
