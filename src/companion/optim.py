@@ -53,9 +53,6 @@ def beta_lasso_step_reference(params: Iterable[torch.Tensor], lr: float, lam: fl
             theta *= theta.abs() >= beta * lam  # line 3
 
 
-# ------------------------------------------------------------------------------------------------
-# The fast implementations behind BetaLasso, exact (eager) and fused (compiled).
-
 def _check_hyperparameter(name: str, value) -> float:
     """``value`` (a real number, or a one-element tensor) as a float >= 0; one ValueError otherwise."""
     if isinstance(value, torch.Tensor):
@@ -72,12 +69,9 @@ def _check_hyperparameter(name: str, value) -> float:
 
 
 def _keep_above(threshold: float, dtype: torch.dtype) -> float:
-    """The largest ``dtype`` value ``k`` such that, for every ``dtype`` number x,
-    ``|x| > k`` holds exactly when ``|x| >= threshold`` (threshold is a real number > 0).
-
-    ``torch.hardshrink(x, k)`` keeps x where |x| > k, so with this ``k`` it implements line 3 of
-    Algorithm 1 (keep |θ| >= βλ) in a single pass, rounding-free, for any floating dtype.
-    """
+    """The largest ``dtype`` value ``k`` such that, for every ``dtype`` number x, ``|x| > k`` holds
+    exactly when ``|x| >= threshold`` (> 0): ``torch.hardshrink(x, k)`` is then line 3 of Algorithm 1
+    (keep |θ| >= βλ) in one pass, rounding-free, for any floating dtype."""
     t = torch.tensor(threshold, dtype=torch.float64).to(dtype)  # round to nearest
     if t.item() < threshold:  # round up: smallest dtype value >= threshold
         t = torch.nextafter(t, torch.tensor(math.inf, dtype=dtype))
@@ -93,18 +87,13 @@ _CPU_BATCH_NUMEL = 1 << 20
 
 def _batches(params: list[torch.Tensor], grads: list[torch.Tensor],
              max_numel: int | None) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor]]]:
-    """Split matching (param, grad) lists into batches of at most ``max_numel`` elements.
-
-    Tensors larger than ``max_numel`` are cut into flat views when both the parameter and its
-    gradient are contiguous (so the views line up element for element); others stay whole.
-    ``max_numel=None`` yields everything as one batch.
-    """
+    """Split matching (param, grad) lists into batches of at most ``max_numel`` elements (None: one
+    batch). Larger tensors are cut into flat views when both the parameter and its gradient are
+    contiguous (so the views line up element for element); others stay whole."""
     if max_numel is None:
         yield params, grads
         return
-    batch_p: list[torch.Tensor] = []
-    batch_g: list[torch.Tensor] = []
-    size = 0
+    batch_p, batch_g, size = [], [], 0
     for p, g in zip(params, grads):
         if p.numel() > max_numel and p.is_contiguous() and g.is_contiguous():
             pieces = zip(p.view(-1).split(max_numel), g.view(-1).split(max_numel))
@@ -124,11 +113,8 @@ def _batches(params: list[torch.Tensor], grads: list[torch.Tensor],
 @torch.no_grad()
 def _beta_lasso_(params: list[torch.Tensor], grads: list[torch.Tensor], *,
                  lr: float, lam: float, beta: float) -> None:
-    """One in-place step of Algorithm 1 on tensors that share one device and dtype.
-
-    Computed as θ ← (θ − η∇f) − ηλ·sign(θ_old), then hard-thresholded: the gradient part is
-    bit-identical to ``torch.optim.SGD`` (``_foreach_add_`` with ``alpha=-lr``).
-    """
+    """One in-place step of Algorithm 1 on tensors that share one device and dtype: θ ← (θ − η∇f)
+    − ηλ·sign(θ_old), then the threshold; the gradient part is ``torch.optim.SGD``'s, bit for bit."""
     if lam == 0.0:  # plain SGD; |θ| >= 0 keeps every weight
         torch._foreach_add_(params, grads, alpha=-lr)
         return
@@ -159,12 +145,9 @@ def _beta_lasso_(params: list[torch.Tensor], grads: list[torch.Tensor], *,
 
 def _fused_update_(theta: torch.Tensor, grad: torch.Tensor, neg_lr: torch.Tensor,
                    neg_lr_lam: torch.Tensor, keep_above: torch.Tensor) -> None:
-    """Lines 2 and 3 of Algorithm 1 on one flat tensor, written to compile into one pass.
-
-    The exact mode's arithmetic in its order: θ + (−η)∇f (one rounding where the compiler
-    contracts it into an FMA, as ``torch.optim.SGD``'s kernel does), rounded to θ's dtype, plus
-    (−ηλ)·sign(θ_old), then the exact threshold ``|θ| > keep_above`` (``keep_above < 0``: none).
-    """
+    """Lines 2 and 3 of Algorithm 1 on one flat tensor, to compile into one pass: the exact mode's
+    arithmetic in its order, θ + (−η)∇f (one rounding where the compiler contracts it into an FMA,
+    as SGD's kernel does), plus (−ηλ)·sign(θ_old), then ``|θ| > keep_above`` (< 0: no threshold)."""
     new = (theta + grad * neg_lr).to(theta.dtype)
     new = (new + torch.sign(theta) * neg_lr_lam).to(theta.dtype)
     theta.copy_(torch.where(new.abs() <= keep_above, 0.0, new))  # like hardshrink: NaN is kept
@@ -306,16 +289,12 @@ class BetaLasso(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
-        """Perform one step of Algorithm 1 on every parameter that has a gradient.
-
-        Args:
-            closure: optional callable that re-evaluates the model and returns the loss.
-        """
+        """One step of Algorithm 1 on every parameter that has a gradient (``closure``: optional
+        callable that re-evaluates the model and returns the loss)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-
         # Check everything first, so that bad input fails before any parameter changes.
         work = []
         for group in self.param_groups:
