@@ -106,6 +106,28 @@ def test_inputs_digest_follows_notebook_and_parameters(tmp_path):
     assert smoke != rp._inputs_digest(path, {"profile": "smoke"})
 
 
+def test_inputs_digest_follows_the_store_and_the_whole_package(tmp_path, monkeypatch):
+    # a run that lands after a chapter was built makes it out of date; so does a change to any
+    # module of the package (not only companion.book's)
+    path = _notebook(tmp_path / "01_a.ipynb", "x = 1")
+    store = tmp_path / "store"
+    params = {"profile": "smoke", "results_dir": str(store)}
+    empty = rp._inputs_digest(path, params)
+    (store / "abc123").mkdir(parents=True)
+    (store / "abc123" / "config.json").write_text("{}")  # unfinished: no summary yet
+    assert rp._inputs_digest(path, params) == empty
+    (store / "abc123" / "summary.json").write_text('{"final_test_acc": 0.5}')
+    finished = rp._inputs_digest(path, params)
+    assert finished != empty
+    (store / "abc123" / "weights.npz").write_bytes(b"w")
+    assert rp._inputs_digest(path, params) != finished
+    seen = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: seen.append(self) or real(self))
+    rp._inputs_digest(path, params)
+    assert any(p.name == "optim.py" for p in seen) and any(p.name == "loop.py" for p in seen)
+
+
 @pytest.mark.slow
 def test_reproduce_injects_profile_and_keeps_good_chapter_on_failure(tmp_path):
     pytest.importorskip("papermill", reason="papermill not installed")

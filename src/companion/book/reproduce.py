@@ -11,7 +11,8 @@ renders those copies without executing anything (``execute_notebooks: "off"``).
   failing notebook never overwrites a good chapter; the failed copy is kept beside it as
   ``<name>.ipynb.failed`` for inspection.
 * An executed copy records a hash of what produced it (notebook, parameters, the package's
-  source); it is re-executed only when that hash changes, or with ``force=True``.
+  source, the finished runs of the store it reads); it is re-executed only when that hash
+  changes (e.g. a run lands), or with ``force=True``.
 * ``in_place=True`` refreshes the committed notebooks themselves (smoke profile, no injected
   cell, no run-specific metadata): these are the reference outputs ``nbval`` compares against.
 * Progress (``progress=True``, the default): one line per notebook, and what the notebook's
@@ -38,7 +39,10 @@ from companion.book import chapters, plan
 from companion.experiments import cost, profiles
 from companion.experiments.cost import Throughput
 from companion.experiments.profiles import PROFILE_NAMES as PROFILES
+from companion.experiments.runs import results_dir
 from companion.experiments.study import Study
+from companion.store.artifacts import WEIGHTS
+from companion.store.results import SUMMARY
 
 #: Profile of the outputs committed in ``notebooks/`` (what ``nbval`` checks).
 REFERENCE_PROFILE = "smoke"
@@ -223,17 +227,32 @@ def _recorded_digest(target: Path) -> str | None:
 
 
 def _inputs_digest(source: Path, params: dict) -> str:
-    """Hash of what determines an executed notebook: its source, parameters, package code."""
+    """Hash of what determines an executed notebook: its source, parameters, the whole package's
+    code and the finished runs of the results store it reads (:func:`_store_digest`)."""
     h = hashlib.sha256()
     h.update(source.read_bytes())
     content = {k: v for k, v in params.items() if k != PROGRESS_PARAM}
     h.update(json.dumps(content, sort_keys=True, default=str).encode())
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # companion/, not only companion/book/
     for path in sorted(package.rglob("*")):
         if path.suffix in {".py", ".json", ".yaml"} and "__pycache__" not in path.parts:
             h.update(str(path.relative_to(package)).encode())
             h.update(path.read_bytes())
+    if "profile" in params:
+        h.update(_store_digest(results_dir(profiles.get(params["profile"]), params.get("results_dir"))))
     return h.hexdigest()[:16]
+
+
+def _store_digest(root: Path) -> bytes:
+    """What of a results store a chapter can read: each finished run's summary (written last, so
+    it changes whenever the run does) and which runs have stored weights. A run that finishes
+    after a chapter was built makes the chapter out of date."""
+    h = hashlib.sha256()
+    for summary in sorted(Path(root).glob(f"*/{SUMMARY}")):
+        h.update(summary.parent.name.encode())
+        h.update(summary.read_bytes())
+        h.update(b"w" if (summary.parent / WEIGHTS).is_file() else b"-")
+    return h.digest()
 
 
 def _parse_param(text: str) -> tuple[str, object]:
