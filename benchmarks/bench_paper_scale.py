@@ -40,9 +40,13 @@ def main(argv=None) -> None:
                          lam=1e-6, lam_first=2e-6, beta=50.0, batch_size=args.batch, augment=args.augment,
                          device=args.device, val_size=0)
     rates = {}
+    before = os.environ.get(STEP_ENV)
     for mode in args.modes:
         os.environ[STEP_ENV] = mode
-        profile = profile_steps(config, args.steps, warmup=args.warmup, nominal_peak_tflops=args.peak_tflops)
+        try:
+            profile = profile_steps(config, args.steps, warmup=args.warmup, nominal_peak_tflops=args.peak_tflops)
+        finally:  # leave the caller's setting as it was
+            os.environ.pop(STEP_ENV) if before is None else os.environ.__setitem__(STEP_ENV, before)
         print("\n".join(profile.lines()))
         ips = rates[mode] = profile.images_per_s
         print(f"  seconds/epoch (50,000 images): {50_000 / ips:.1f}   400 epochs: {400 * 50_000 / ips / 3600:.2f} h")

@@ -2,6 +2,7 @@
 themselves come from quiet-machine runs, never from tests)."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -15,12 +16,13 @@ def load(name):
 
 
 def test_bench_paper_scale_profiles_the_trainers_step(capsys, monkeypatch):
-    monkeypatch.delenv("COMPANION_BETA_LASSO_STEP", raising=False)
+    monkeypatch.setenv("COMPANION_BETA_LASSO_STEP", "auto")
     load("bench_paper_scale").main(["--device", "cpu", "--alpha", "1", "--batch", "16", "--steps", "1",
                                     "--warmup", "0", "--augment", "flip-crop", "--modes", "exact"])
     out = capsys.readouterr().out
     assert "s-fc α=1, batch 16, beta-lasso (exact step)" in out
     assert "optimizer step" in out and "400 epochs:" in out and "% of the nominal peak" in out
+    assert os.environ["COMPANION_BETA_LASSO_STEP"] == "auto"  # the benchmark restores the setting
 
 
 def test_bench_beta_lasso_prints_the_goal_line(capsys):

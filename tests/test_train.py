@@ -384,6 +384,7 @@ def test_fused_step_trains_the_same_run_bit_for_bit(tmp_path, monkeypatch):
 
 def test_auto_uses_the_fused_step_on_cpu_only_for_long_runs(monkeypatch):
     from companion.train import step
+    monkeypatch.setenv("COMPANION_BETA_LASSO_STEP", "auto")
     monkeypatch.setattr(step, "fused_matches_exact", lambda device: True)  # no compile in this test
     cpu = torch.device("cpu")
     assert step.beta_lasso_mode(cpu, step.FUSED_MIN_UPDATES - 1)["mode"] == "exact"
@@ -401,6 +402,7 @@ def test_auto_falls_back_to_exact_when_the_fused_step_cannot_compile(monkeypatch
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(step, "fused_matches_exact", broken)
+    monkeypatch.setenv("COMPANION_BETA_LASSO_STEP", "auto")
     with pytest.warns(RuntimeWarning, match="no C.. compiler"):
         assert step.beta_lasso_mode(torch.device("cpu"), 1e15)["mode"] == "exact"
     monkeypatch.setenv("COMPANION_BETA_LASSO_STEP", "fused")
